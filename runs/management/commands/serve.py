@@ -1,0 +1,188 @@
+"""``manage.py serve``: the whole site in one command.
+
+Migrates, then runs the production WSGI server (gunicorn), the task worker and, unless
+``--no-sandbox``, the local Runflow sandbox, each as its own process. Ctrl-C stops them all;
+if one of them dies, the others are stopped and the command says which one and why.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand, CommandParser
+
+from runs.demo import ensure_demo
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+class Command(BaseCommand):
+    help = "Run the site: web server, task worker and (by default) the Runflow sandbox."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--workers", type=int, default=2, help="Web server processes.")
+        parser.add_argument("--task-workers", type=int, default=1, help="Task worker processes.")
+        parser.add_argument("--no-sandbox", action="store_true", help="Do not start the sandbox.")
+        parser.add_argument("--sandbox-port", type=int, default=8765)
+        parser.add_argument("--no-demo", action="store_true", help="Do not create the Demo team.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port = options["host"], options["port"]
+        env = os.environ.copy()
+        env.setdefault("SITE_URL", f"http://{host}:{port}")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        sandbox = not options["no_sandbox"] and "sandbox" in get_commands()
+        if sandbox:
+            sandbox_url = f"http://127.0.0.1:{options['sandbox_port']}"
+            env["SANDBOX_URL"] = sandbox_url
+            settings.SANDBOX_URL = sandbox_url
+        env["SANDBOX_ENABLED"] = "1" if sandbox else "0"
+
+        self.stdout.write("Preparing the database…")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("createcachetable", verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+
+        children = self._children(options, sandbox, env)
+        self._start(children, env)
+        login = None if options["no_demo"] else ensure_demo(sandbox=sandbox)
+        self._banner(env["SITE_URL"], login, sandbox)
+        sys.exit(self._supervise(children))
+
+    def _children(self, options: dict[str, Any], sandbox: bool, env: dict[str, str]) -> list[Child]:
+        python = sys.executable
+        manage = str(settings.BASE_DIR / "manage.py")
+        children = []
+        if sandbox:
+            children.append(
+                Child(
+                    "sandbox",
+                    [
+                        python,
+                        manage,
+                        "sandbox",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(options["sandbox_port"]),
+                        "--callback-base",
+                        env["SITE_URL"],
+                    ],
+                )
+            )
+        children.append(
+            Child(
+                "web",
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "runflow_site.wsgi:application",
+                    "--bind",
+                    f"{options['host']}:{options['port']}",
+                    "--workers",
+                    str(options["workers"]),
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "4",
+                    "--timeout",
+                    "60",
+                    "--graceful-timeout",
+                    "10",
+                    "--access-logfile",
+                    "-",
+                    "--log-level",
+                    "warning",
+                ],
+            )
+        )
+        for number in range(1, options["task_workers"] + 1):
+            children.append(
+                Child(
+                    f"worker-{number}",
+                    [
+                        python,
+                        manage,
+                        "db_worker",
+                        "--interval",
+                        "0.5",
+                        "--worker-id",
+                        f"serve-{os.getpid()}-{number}",
+                    ],
+                )
+            )
+        return children
+
+    def _start(self, children: list[Child], env: dict[str, str]) -> None:
+        for child in children:
+            # Each child in its own process group, so Ctrl-C reaches us first and we stop
+            # the children in order instead of letting them race.
+            child.process = subprocess.Popen(  # noqa: S603 (our own fixed argv)
+                child.argv, env=env, cwd=settings.BASE_DIR, start_new_session=True
+            )
+
+    def _banner(self, url: str, login: tuple[str, str | None] | None, sandbox: bool) -> None:
+        self.stdout.write(self.style.SUCCESS(f"\n  runflow-site is up at {url}/\n"))
+        if login:
+            username, password = login
+            if password:
+                self.stdout.write(f"  Sign in as {username} / {password}")
+                self.stdout.write("  (change it under your name → Change password)")
+            else:
+                self.stdout.write(f"  Sign in as {username} (password already changed)")
+        if sandbox:
+            self.stdout.write(f"  Runflow sandbox: {settings.SANDBOX_URL} (the Demo team uses it)")
+        self.stdout.write("  Press Ctrl-C to stop.\n")
+
+    def _supervise(self, children: list[Child]) -> int:
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        exit_code = 0
+        while not stopping:
+            for child in children:
+                assert child.process is not None
+                code = child.process.poll()
+                if code is not None:
+                    self.stderr.write(
+                        self.style.ERROR(f"The {child.name} process stopped (exit code {code}).")
+                    )
+                    exit_code = 1
+                    stopping = True
+                    break
+            time.sleep(0.3)
+        self.stdout.write("Stopping…")
+        for child in reversed(children):
+            if child.process and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+        self.stdout.write("Stopped.")
+        return exit_code
