@@ -98,7 +98,7 @@ def test_logs_and_steps_merge_without_duplicates(run: Run) -> None:
     )
     nodes = ({"id": "n1", "node_id": "segment", "state_code": "running"},)
     apply(run, "running", logs=logs, node_runs=nodes)
-    more = logs + ({"id": "l2", "level_code": "warning", "message": "slow"},)
+    more = (*logs, {"id": "l2", "level_code": "warning", "message": "slow"})
     apply(
         run,
         "running",
