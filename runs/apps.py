@@ -8,4 +8,4 @@ class RunsConfig(AppConfig):
     verbose_name = "Runflow site"
 
     def ready(self) -> None:
-        from runs import checks  # noqa: F401  (registers system checks)
+        from runs import checks, throttle  # noqa: F401  (register checks and signal receivers)
