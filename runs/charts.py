@@ -1,0 +1,312 @@
+"""Charts drawn on the server as SVG: geometry here, markup in ``teams/usage.html``.
+
+Each chart is a small immutable data structure with every coordinate already computed, so
+the template only places rectangles and text (autoescaped: model ids and usernames come
+from users and Runflow). No JavaScript library, no inline style: colours come from CSS
+classes in ``static/css/usage.css`` and follow light and dark mode. Every chart carries a
+title and a one-sentence description for screen readers, and the page shows the same
+numbers in a table beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+Number = int | float | Decimal
+Formatter = Callable[[float], str]
+
+LABEL_MAX = 28
+
+
+def _short(label: str, limit: int = LABEL_MAX) -> str:
+    """Long model ids keep their last part, which is what tells them apart."""
+    if len(label) <= limit:
+        return label
+    return "…" + label[-(limit - 1) :]
+
+
+def nice_scale(maximum: float, steps: int = 4) -> tuple[float, float]:
+    """A round axis maximum and step (1, 2 or 5 times a power of ten) covering ``maximum``."""
+    if maximum <= 0 or not math.isfinite(maximum):
+        return 1.0, 0.25
+    raw = maximum / steps
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    return step * math.ceil(maximum / step - 1e-9), step
+
+
+def _r(value: float) -> float:
+    return round(value, 1)
+
+
+@dataclass(frozen=True)
+class Tick:
+    pos: float  # y (column chart) or x (bar charts) in SVG units
+    label: str
+
+
+@dataclass(frozen=True)
+class Column:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str  # shown under the column when ``show_label``
+    title: str  # tooltip and screen-reader text with the exact value
+    show_label: bool
+
+
+@dataclass(frozen=True)
+class ColumnChart:
+    title: str
+    description: str
+    width: int
+    height: int
+    left: int
+    top: int
+    right: int
+    bottom: int
+    columns: tuple[Column, ...]
+    ticks: tuple[Tick, ...]
+    empty: bool
+
+    @property
+    def label_y(self) -> int:
+        return self.bottom + 16
+
+
+def column_chart(
+    points: Sequence[tuple[str, Number, str]],
+    *,
+    title: str,
+    fmt: Formatter,
+    width: int = 720,
+    height: int = 240,
+) -> ColumnChart:
+    """Columns over time (e.g. spend per day). ``points``: (label, value, tooltip)."""
+    left, top, right, bottom = 56, 12, width - 8, height - 28
+    values = [float(v) for _, v, _ in points]
+    peak = max(values, default=0.0)
+    axis_max, step = nice_scale(peak)
+    plot_h = bottom - top
+    slot = (right - left) / max(len(points), 1)
+    gap = min(slot * 0.2, 6)
+    every = max(1, math.ceil(len(points) / 8))  # at most ~8 labels under the axis
+    columns = []
+    for index, (label, value, tooltip) in enumerate(points):
+        h = plot_h * float(value) / axis_max if axis_max else 0
+        columns.append(
+            Column(
+                x=_r(left + index * slot + gap / 2),
+                y=_r(bottom - h),
+                width=_r(max(slot - gap, 1)),
+                height=_r(h),
+                label=label,
+                title=tooltip,
+                show_label=index % every == 0,
+            )
+        )
+    ticks = tuple(
+        Tick(_r(bottom - plot_h * (n * step) / axis_max), fmt(n * step))
+        for n in range(int(round(axis_max / step)) + 1)
+    )
+    total = sum(values)
+    description = (
+        f"{len(points)} columns from {points[0][0]} to {points[-1][0]}; "
+        f"highest {fmt(peak)}, total {fmt(total)}."
+        if points
+        else "No data."
+    )
+    return ColumnChart(
+        title, description, width, height, left, top, right, bottom,
+        tuple(columns), ticks, empty=peak <= 0,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Bar:
+    y: float
+    text_y: float
+    label: str
+    short_label: str
+    width: float
+    value_label: str
+    value_x: float
+    title: str
+    tone: str
+
+
+@dataclass(frozen=True)
+class BarChart:
+    title: str
+    description: str
+    width: int
+    height: int
+    plot_left: int
+    bar_height: int
+    bars: tuple[Bar, ...]
+    empty: bool
+
+
+def bar_chart(
+    rows: Sequence[tuple[str, Number]],
+    *,
+    title: str,
+    fmt: Formatter,
+    tones: Sequence[str] | None = None,
+    width: int = 720,
+    limit: int = 12,
+) -> BarChart:
+    """Horizontal bars, largest first as given (e.g. spend per model or per member)."""
+    shown = list(rows)[:limit]
+    bar_h, gap, plot_left = 22, 10, 220
+    value_room = 90
+    plot_w = width - plot_left - value_room
+    peak = max((float(v) for _, v in shown), default=0.0)
+    bars = []
+    for index, (label, value) in enumerate(shown):
+        w = plot_w * float(value) / peak if peak > 0 else 0.0
+        y = index * (bar_h + gap) + 4
+        bars.append(
+            Bar(
+                y=y,
+                text_y=y + bar_h / 2 + 5,
+                label=label,
+                short_label=_short(label),
+                width=_r(w),
+                value_label=fmt(float(value)),
+                value_x=_r(plot_left + w + 6),
+                title=f"{label}: {fmt(float(value))}",
+                tone=tones[index] if tones else "accent",
+            )
+        )
+    height = max(len(shown), 1) * (bar_h + gap) + 4
+    rest = len(rows) - len(shown)
+    description = (
+        f"{len(shown)} bars; largest {shown[0][0]} at {fmt(peak)}"
+        + (f"; {rest} more in the table." if rest > 0 else ".")
+        if shown
+        else "No data."
+    )
+    return BarChart(
+        title, description, width, height, plot_left, bar_h, tuple(bars), empty=peak <= 0
+    )
+
+
+@dataclass(frozen=True)
+class Range:
+    y: float
+    text_y: float
+    label: str
+    short_label: str
+    p90_width: float
+    median_x: float
+    value_label: str
+    value_x: float
+    title: str
+
+
+@dataclass(frozen=True)
+class RangeChart:
+    title: str
+    description: str
+    width: int
+    height: int
+    plot_left: int
+    bar_height: int
+    rows: tuple[Range, ...]
+    ticks: tuple[Tick, ...]
+    axis_y: int
+    empty: bool
+
+
+def range_chart(
+    rows: Sequence[tuple[str, Number, Number]],
+    *,
+    title: str,
+    fmt: Formatter,
+    width: int = 720,
+    limit: int = 12,
+) -> RangeChart:
+    """Typical and slow durations per row: a bar to the 90th percentile, a tick at the median."""
+    shown = list(rows)[:limit]
+    bar_h, gap, plot_left, value_room = 18, 12, 220, 150
+    plot_w = width - plot_left - value_room
+    peak = max((float(p90) for _, _, p90 in shown), default=0.0)
+    axis_max, step = nice_scale(peak)
+    out = []
+    for index, (label, median, p90) in enumerate(shown):
+        y = index * (bar_h + gap) + 4
+        w = plot_w * float(p90) / axis_max
+        out.append(
+            Range(
+                y=y,
+                text_y=y + bar_h / 2 + 5,
+                label=label,
+                short_label=_short(label),
+                p90_width=_r(w),
+                median_x=_r(plot_left + plot_w * float(median) / axis_max),
+                value_label=f"{fmt(float(median))} · {fmt(float(p90))}",
+                value_x=_r(plot_left + w + 6),
+                title=f"{label}: median {fmt(float(median))}, 90% under {fmt(float(p90))}",
+            )
+        )
+    axis_y = max(len(shown), 1) * (bar_h + gap) + 4
+    ticks = tuple(
+        Tick(_r(plot_left + plot_w * (n * step) / axis_max), fmt(n * step))
+        for n in range(int(round(axis_max / step)) + 1)
+    )
+    description = (
+        f"Median and 90th-percentile duration for {len(shown)} models; slowest 90th "
+        f"percentile {fmt(peak)}."
+        if shown
+        else "No data."
+    )
+    return RangeChart(
+        title, description, width, axis_y + 22, plot_left, bar_h,
+        tuple(out), ticks, axis_y, empty=not shown,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Segment:
+    x: float
+    width: float
+    label: str
+    count: int
+    share: str
+    tone: str
+
+
+@dataclass(frozen=True)
+class StackChart:
+    title: str
+    description: str
+    width: int
+    height: int
+    segments: tuple[Segment, ...]
+    empty: bool
+
+
+def stack_chart(
+    parts: Sequence[tuple[str, int, str]], *, title: str, width: int = 720, height: int = 28
+) -> StackChart:
+    """One bar split by share (e.g. runs by status). ``parts``: (label, count, tone)."""
+    total = sum(count for _, count, _ in parts)
+    x = 0.0
+    segments = []
+    for label, count, tone in parts:
+        if count <= 0:
+            continue
+        w = width * count / total
+        segments.append(Segment(_r(x), _r(w), label, count, f"{100 * count / total:.0f}%", tone))
+        x += w
+    description = (
+        ", ".join(f"{s.label}: {s.count} ({s.share})" for s in segments) + "."
+        if segments
+        else "No runs."
+    )
+    return StackChart(title, description, width, height, tuple(segments), empty=total == 0)
