@@ -239,6 +239,7 @@ class ArchiveState(models.TextChoices):
     FAILED = "failed", "Copy failed, retrying"
     EXPIRED = "expired", "Link expired before it could be copied"
     REFUSED = "refused", "Refused (unsafe address or content)"
+    PURGED = "purged", "Deleted by the team's retention rule"
 
 
 def output_upload_to(instance: Output, filename: str) -> str:
