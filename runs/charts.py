@@ -58,6 +58,10 @@ class Column:
     title: str  # tooltip and screen-reader text with the exact value
     show_label: bool
 
+    @property
+    def center(self) -> float:
+        return _r(self.x + self.width / 2)
+
 
 @dataclass(frozen=True)
 class ColumnChart:
@@ -76,6 +80,10 @@ class ColumnChart:
     @property
     def label_y(self) -> int:
         return self.bottom + 16
+
+    @property
+    def axis_x(self) -> int:
+        return self.left - 6
 
 
 def column_chart(
@@ -111,7 +119,7 @@ def column_chart(
         )
     ticks = tuple(
         Tick(_r(bottom - plot_h * (n * step) / axis_max), fmt(n * step))
-        for n in range(int(round(axis_max / step)) + 1)
+        for n in range(round(axis_max / step) + 1)
     )
     total = sum(values)
     description = (
@@ -149,6 +157,11 @@ class BarChart:
     bar_height: int
     bars: tuple[Bar, ...]
     empty: bool
+    track_width: int = 0
+
+    @property
+    def label_x(self) -> int:
+        return self.plot_left - 8
 
 
 def bar_chart(
@@ -192,7 +205,7 @@ def bar_chart(
         else "No data."
     )
     return BarChart(
-        title, description, width, height, plot_left, bar_h, tuple(bars), empty=peak <= 0
+        title, description, width, height, plot_left, bar_h, tuple(bars), peak <= 0, plot_w
     )
 
 
@@ -204,6 +217,8 @@ class Range:
     short_label: str
     p90_width: float
     median_x: float
+    marker_top: float
+    marker_bottom: float
     value_label: str
     value_x: float
     title: str
@@ -221,6 +236,14 @@ class RangeChart:
     ticks: tuple[Tick, ...]
     axis_y: int
     empty: bool
+
+    @property
+    def label_y(self) -> int:
+        return self.axis_y + 16
+
+    @property
+    def label_x(self) -> int:
+        return self.plot_left - 8
 
 
 def range_chart(
@@ -249,6 +272,8 @@ def range_chart(
                 short_label=_short(label),
                 p90_width=_r(w),
                 median_x=_r(plot_left + plot_w * float(median) / axis_max),
+                marker_top=y - 3,
+                marker_bottom=y + bar_h + 3,
                 value_label=f"{fmt(float(median))} · {fmt(float(p90))}",
                 value_x=_r(plot_left + w + 6),
                 title=f"{label}: median {fmt(float(median))}, 90% under {fmt(float(p90))}",
@@ -257,7 +282,7 @@ def range_chart(
     axis_y = max(len(shown), 1) * (bar_h + gap) + 4
     ticks = tuple(
         Tick(_r(plot_left + plot_w * (n * step) / axis_max), fmt(n * step))
-        for n in range(int(round(axis_max / step)) + 1)
+        for n in range(round(axis_max / step) + 1)
     )
     description = (
         f"Median and 90th-percentile duration for {len(shown)} models; slowest 90th "

@@ -71,7 +71,7 @@ _MONEY_ANYWHERE = re.compile(r"\$\s*\d|\d\s*usd", re.IGNORECASE)
 COUNT_INPUTS = ("num_images", "num_outputs", "number_of_images", "num_videos", "n", "batch_size")
 DURATION_INPUTS = ("duration", "duration_seconds", "seconds", "length", "video_length")
 _DURATION_VALUE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?)?\s*$", re.IGNORECASE)
-_SIZE_VALUE = re.compile(r"^\s*(\d{2,5})\s*[x×*]\s*(\d{2,5})\s*$")
+_SIZE_VALUE = re.compile(r"^\s*(\d{2,5})\s*[x\u00d7*]\s*(\d{2,5})\s*$")
 _CENT = Decimal("0.000001")
 
 
@@ -83,7 +83,7 @@ def parse_price_label(label: str | None) -> Price | None:
     if text.lower() in {"free", "$0", "0"}:
         return Price(Decimal(0), Unit.FLAT)
     if len(_MONEY_ANYWHERE.findall(text)) != 1:
-        return None  # no amount, or a range such as "$0.04–$0.08"
+        return None  # no amount, or a range such as "$0.04 to $0.08"
     match = _LABEL.match(text)
     if match is None:
         return None
@@ -136,9 +136,12 @@ def _with_defaults(definitions: Any, input: Mapping[str, Any]) -> dict[str, Any]
     values: dict[str, Any] = {}
     if isinstance(definitions, list):
         for item in definitions:
-            if isinstance(item, Mapping) and item.get("name") and "default_value" in item:
-                if item["default_value"] is not None:
-                    values[str(item["name"])] = item["default_value"]
+            if (
+                isinstance(item, Mapping)
+                and item.get("name")
+                and item.get("default_value") is not None
+            ):
+                values[str(item["name"])] = item["default_value"]
     values.update({k: v for k, v in input.items() if v not in (None, "")})
     return values
 

@@ -82,7 +82,7 @@ class Period:
     @property
     def label(self) -> str:
         if self.key == "custom":
-            return f"{self.first_day:%d %b %Y} – {self.last_day:%d %b %Y}"
+            return f"{self.first_day:%d %b %Y} to {self.last_day:%d %b %Y}"
         return dict(PERIOD_CHOICES)[self.key]
 
 

@@ -1,0 +1,299 @@
+"""Exports: the runs of a filtered view as CSV or JSON, and a whole team as JSON.
+
+Both stream: rows are read with ``iterator(chunk_size=...)`` (outputs prefetched per chunk)
+and written out one by one, so exporting a hundred thousand runs holds one chunk in memory,
+not the whole history. Nothing secret is ever exported: no API key, no callback secret, no
+invitation or share token.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Prefetch, QuerySet
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from runs.models import Output, Run, Status, Team
+
+FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+CHUNK = 500
+EXPORT_VERSION = 1
+
+CSV_COLUMNS = [
+    "id",
+    "runflow_id",
+    "created_at",
+    "completed_at",
+    "status",
+    "model_id",
+    "created_by",
+    "cost",
+    "duration_ms",
+    "failure_code",
+    "failure_message",
+    "batch",
+    "parent",
+    "prompt",
+    "input",
+    "output_links",
+    "url",
+]
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection). The
+# CSV prefixes such cells with an apostrophe; the JSON export is the lossless one.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "team"
+
+
+def filter_runs(team: Team, params: Mapping[str, str]) -> QuerySet[Run]:
+    """The team's visible runs narrowed by the history's querystring filters.
+
+    Understands ``status``, ``model``, ``by`` (username), ``q`` (text of the inputs),
+    ``batch`` (uuid), ``from`` and ``to`` (dates, inclusive). Unknown or malformed values
+    are ignored rather than failing the download.
+    """
+    runs = Run.objects.filter(team=team, deleted_at__isnull=True)
+    if params.get("status") in Status.values:
+        runs = runs.filter(status=params["status"])
+    if params.get("model"):
+        runs = runs.filter(model_id=params["model"])
+    if params.get("by"):
+        runs = runs.filter(created_by__username=params["by"])
+    if params.get("q"):
+        runs = runs.filter(search_text__contains=params["q"].strip().lower())
+    if batch := _uuid(params.get("batch")):
+        runs = runs.filter(batch__uuid=batch)
+    if start := _date(params.get("from")):
+        runs = runs.filter(created_at__gte=_midnight(start))
+    if end := _date(params.get("to")):
+        runs = runs.filter(created_at__lt=_midnight(end + timedelta(days=1)))
+    return runs.order_by("-created_at", "-id")
+
+
+def _uuid(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+def _rows(runs: QuerySet[Run]) -> Iterator[Run]:
+    outputs = Prefetch("outputs", queryset=Output.objects.order_by("index"))
+    return (
+        runs.select_related("team", "created_by", "batch", "parent")
+        .prefetch_related(outputs)
+        .iterator(chunk_size=CHUNK)
+    )
+
+
+class _Links:
+    """Absolute links to our pages and archived files, built once per export."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def run(self, run: Run) -> str:
+        return self.base_url + reverse("runs:run", args=[run.team.uuid, run.uuid])
+
+    def output(self, run: Run, output: Output) -> str:
+        # Our archived copy outlives Runflow's presigned link, so prefer it (R7).
+        if output.file:
+            try:
+                return self.base_url + reverse(
+                    "runs:output_file", args=[run.team.uuid, output.uuid]
+                )
+            except NoReverseMatch:
+                pass
+        return output.source_url
+
+
+def output_record(output: Output, link: str) -> dict[str, Any]:
+    return {
+        "id": str(output.uuid),
+        "index": output.index,
+        "kind": output.kind,
+        "url": link,
+        "content_type": output.content_type,
+        "width": output.width,
+        "height": output.height,
+        "duration": output.duration,
+        "size_bytes": output.size_bytes,
+        "sha256": output.sha256,
+        "archive_state": output.archive_state,
+    }
+
+
+def run_record(run: Run, links: _Links) -> dict[str, Any]:
+    return {
+        "id": str(run.uuid),
+        "runflow_id": str(run.runflow_id) if run.runflow_id else None,
+        "created_at": _iso(run.created_at),
+        "completed_at": _iso(run.completed_at),
+        "status": run.status,
+        "model_id": run.model_id,
+        "api_url": run.api_url,
+        "created_by": run.created_by.get_username() if run.created_by else None,
+        "cost": str(run.cost) if run.cost is not None else None,
+        "duration_ms": run.duration_ms,
+        "failure_code": run.failure_code,
+        "failure_message": run.failure_message,
+        "batch": str(run.batch.uuid) if run.batch else None,
+        "parent": str(run.parent.uuid) if run.parent else None,
+        "input": run.input,
+        "outputs": [output_record(o, links.output(run, o)) for o in run.outputs.all()],
+        "deleted_at": _iso(run.deleted_at),
+        "url": links.run(run),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def stream(runs: QuerySet[Run], fmt: str, *, base_url: str) -> Iterator[str]:
+    links = _Links(base_url)
+    records = (run_record(run, links) for run in _rows(runs))
+    return _csv(records) if fmt == "csv" else _json_array(records)
+
+
+class _Line:
+    """A file-like that hands back what csv.writer writes, one row at a time."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield "\ufeff"  # so spreadsheet programs read the file as UTF-8
+    yield writer.writerow(CSV_COLUMNS)
+    for record in records:
+        prompt = record["input"].get("prompt") if isinstance(record["input"], dict) else None
+        row = {
+            **record,
+            "prompt": prompt if isinstance(prompt, str) else "",
+            "input": json.dumps(record["input"], ensure_ascii=False, sort_keys=True),
+            "output_links": " ".join(o["url"] for o in record["outputs"]),
+        }
+        yield writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def unescape_cell(text: str) -> str:
+    """Undo ``_cell``'s formula guard (for readers of our CSV, and the round-trip tests)."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+
+
+def _json_array(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    yield "["
+    first = True
+    for record in records:
+        yield ("\n" if first else ",\n") + json.dumps(record, ensure_ascii=False, default=_json)
+        first = False
+    yield "\n]\n"
+
+
+def _json(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"Cannot export {type(value).__name__}")
+
+
+# ---------- Whole-team export (manage.py export_team) ----------
+
+
+def team_export(team: Team, *, base_url: str) -> Iterator[str]:
+    """The team as one JSON document, written piece by piece (runs stream at the end)."""
+    header = {
+        "format": "runflow-site team export",
+        "version": EXPORT_VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "team": {
+            "id": str(team.uuid),
+            "name": team.name,
+            "created_at": team.created_at.isoformat(),
+            "monthly_budget": _money(team.monthly_budget),
+            "confirm_threshold": _money(team.confirm_threshold),
+            "retention_days": team.retention_days,
+            "retention_delete_runs": team.retention_delete_runs,
+        },
+        "members": [
+            {
+                "username": m.user.get_username(),
+                "email": m.user.email,
+                "role": m.role,
+                "monthly_budget": _money(m.monthly_budget),
+                "joined_at": m.created_at.isoformat(),
+            }
+            for m in team.memberships.select_related("user").order_by("user__username")
+        ],
+        # Which connections existed, so a restore knows which keys to enter again. The key
+        # itself never leaves the database; ``masked`` is the last four characters only.
+        "connections": [
+            {
+                "label": k.label,
+                "api_url": k.api_url,
+                "masked": k.masked,
+                "is_default": k.is_default,
+                "revoked": k.revoked_at is not None,
+            }
+            for k in team.runflow_keys.order_by("id")
+        ],
+        "presets": [
+            {
+                "id": str(p.uuid),
+                "model_id": p.model_id,
+                "name": p.name,
+                "input": p.input,
+                "created_by": p.created_by.get_username() if p.created_by else None,
+                "created_at": p.created_at.isoformat(),
+            }
+            for p in team.presets.select_related("created_by").order_by("model_id", "name")
+        ],
+        "model_policies": [
+            {"model_id": p.model_id, "allowed": p.allowed, "min_role": p.min_role}
+            for p in team.model_policies.order_by("model_id")
+        ],
+    }
+    opening = json.dumps(header, ensure_ascii=False, indent=1, default=_json)
+    yield opening[: opening.rindex("}")].rstrip() + ',\n "runs": '
+    runs = Run.objects.filter(team=team).order_by("created_at", "id")
+    links = _Links(base_url)
+    for piece in _json_array(run_record(run, links) for run in _rows(runs)):
+        yield piece.replace("\n]\n", "\n]")
+    yield "\n}\n"
+
+
+def _money(value: Decimal | None) -> str | None:
+    return str(value) if value is not None else None

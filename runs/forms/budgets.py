@@ -1,0 +1,91 @@
+"""Forms for budgets, per-model policy and the retention rule (team admins only)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
+
+from runs.models import Membership, Role, Team
+
+MONEY_HELP = "US dollars, as Runflow bills. Leave empty for no limit."
+
+
+def _money_field(label: str, help_text: str = MONEY_HELP) -> forms.DecimalField:
+    return forms.DecimalField(
+        label=label,
+        required=False,
+        min_value=Decimal(0),
+        max_value=Decimal("99999999"),
+        decimal_places=2,
+        help_text=help_text,
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "inputmode": "decimal"}),
+    )
+
+
+class TeamBudgetForm(forms.ModelForm):
+    monthly_budget = _money_field("Team monthly budget")
+    confirm_threshold = _money_field(
+        "Ask for confirmation above",
+        "A launch estimated above this amount asks “Launch anyway?”. Empty: never ask.",
+    )
+
+    class Meta:
+        model = Team
+        fields = ["monthly_budget", "confirm_threshold"]
+
+
+class MemberBudgetForm(forms.ModelForm):
+    monthly_budget = _money_field("Monthly budget")
+
+    class Meta:
+        model = Membership
+        fields = ["monthly_budget"]
+
+
+class ModelPolicyForm(forms.Form):
+    model_id = forms.CharField(
+        label="Model",
+        max_length=300,
+        help_text="The model id, e.g. google/nano-banana-pro.",
+        widget=forms.TextInput(attrs={"list": "catalog-models", "autocomplete": "off"}),
+    )
+    allowed = forms.TypedChoiceField(
+        label="In this team",
+        choices=[("1", "Allowed"), ("0", "Not allowed")],
+        coerce=lambda value: value == "1",
+        initial="1",
+    )
+    min_role = forms.ChoiceField(
+        label="Who may launch it",
+        choices=[
+            (Role.MEMBER, "Members and admins"),
+            (Role.ADMIN, "Admins only"),
+        ],
+        initial=Role.MEMBER,
+    )
+
+    def clean_model_id(self) -> str:
+        value = self.cleaned_data["model_id"].strip().strip("/")
+        if not value or any(ch.isspace() for ch in value):
+            raise forms.ValidationError("A model id is a path like owner/model, without spaces.")
+        return value
+
+
+class RetentionForm(forms.ModelForm):
+    retention_days = forms.IntegerField(
+        label="Delete archived media older than (days)",
+        required=False,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Empty: keep everything. Counted from when each run was launched.",
+        widget=forms.NumberInput(attrs={"min": "1", "max": "3650"}),
+    )
+    retention_delete_runs = forms.BooleanField(
+        label="Also delete the runs themselves (inputs, logs, history)",
+        required=False,
+    )
+
+    class Meta:
+        model = Team
+        fields = ["retention_days", "retention_delete_runs"]
