@@ -11,6 +11,17 @@ from django.utils import timezone
 from runs.models.teams import Team
 
 
+class AuditQuerySet(models.QuerySet["AuditEntry"]):
+    """Bulk edits would bypass ``save``/``delete``: refuse them too. (Deleting a team or a
+    user still works: Django's collector nulls the foreign keys through the base manager.)"""
+
+    def update(self, **kwargs: Any) -> int:
+        raise ValueError("Audit entries are append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValueError("Audit entries are append-only.")
+
+
 class AuditEntry(models.Model):
     team = models.ForeignKey(
         Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
@@ -22,6 +33,8 @@ class AuditEntry(models.Model):
     target = models.CharField(max_length=300, blank=True)
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AuditQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
