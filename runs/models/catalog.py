@@ -35,6 +35,8 @@ class RunflowModel(models.Model):
     )
     price_label = models.CharField(max_length=200, blank=True)
     cover_url = models.URLField(max_length=2000, blank=True)
+    # Our own re-encoded copy of the cover (``runs.catalog.copy_cover``): pages show only this.
+    cover_file = models.FileField(upload_to="covers/", max_length=200, blank=True)
     inputs = models.JSONField(default=list, blank=True)
     outputs = models.JSONField(default=list, blank=True)
     examples = models.JSONField(default=list, blank=True)
