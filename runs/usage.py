@@ -377,14 +377,22 @@ def runflow_balance(team: Team) -> BalanceView:
     background. Failures are cached too, so a Runflow outage costs one wait per minute
     rather than one per page view.
     """
-    key = f"usage:balance:{team.pk}"
-    cached = cache.get(key)
-    if isinstance(cached, BalanceView):
+    cached = cached_balance(team)
+    if cached is not None:
         return cached
     result = _fetch_balance(team)
     seconds = BALANCE_FAILURE_CACHE_SECONDS if result.error else BALANCE_CACHE_SECONDS
-    cache.set(key, result, seconds)
+    cache.set(_balance_key(team), result, seconds)
     return result
+
+
+def cached_balance(team: Team) -> BalanceView | None:
+    cached = cache.get(_balance_key(team))
+    return cached if isinstance(cached, BalanceView) else None
+
+
+def _balance_key(team: Team) -> str:
+    return f"usage:balance:{team.pk}"
 
 
 def _fetch_balance(team: Team) -> BalanceView:

@@ -33,14 +33,13 @@ STATUS_TONES = {
 @require_GET
 def usage_page(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team)
-    if request.GET.get("balance"):
-        # Fetched on demand (htmx on load, or the plain link without JavaScript) so the page
-        # itself never waits on Runflow. Viewers only ever see a cached figure.
-        balance = _balance(membership.team, fetch=membership.has_role(Role.MEMBER))
-        if request.htmx:
-            return render(request, "teams/usage.html#balance", {"balance": balance, "team": team})
-    else:
-        balance = _balance(membership.team, fetch=False)
+    # The balance is fetched on demand (htmx on load, or the plain link without JavaScript)
+    # so the page itself never waits on Runflow. Viewers only ever see a cached figure.
+    can_fetch = membership.has_role(Role.MEMBER)
+    balance = _balance(membership.team, can_fetch, fetch=bool(request.GET.get("balance")))
+    if request.htmx and request.GET.get("balance"):
+        context = {"balance": balance, "team": membership.team}
+        return render(request, "teams/usage.html#balance", context)
     period = usage.parse_period(request.GET)
     context = {
         "team": membership.team,
@@ -61,13 +60,11 @@ class BalanceSlot:
     can_fetch: bool
 
 
-def _balance(team: Team, *, fetch: bool) -> BalanceSlot:
-    from django.core.cache import cache
-
-    cached = cache.get(f"usage:balance:{team.pk}")
-    if isinstance(cached, usage.BalanceView):
-        return BalanceSlot(cached, fetch)
-    return BalanceSlot(usage.runflow_balance(team) if fetch else None, fetch)
+def _balance(team: Team, can_fetch: bool, *, fetch: bool) -> BalanceSlot:
+    cached = usage.cached_balance(team)
+    if cached is not None or not (can_fetch and fetch):
+        return BalanceSlot(cached, can_fetch)
+    return BalanceSlot(usage.runflow_balance(team), can_fetch)
 
 
 def _money(value: float) -> str:
