@@ -1,0 +1,464 @@
+"""The sandbox's model catalog: about ten models shaped like Runflow's real ones.
+
+Each model carries ModelInput definitions as Runflow describes them (``variable_type_code``,
+``validator_attrs`` with ``choices``/``min``/``max``/``max_length``/``max_items`` ...), a
+price label, a category, examples and a cover image the sandbox draws itself. The
+``Spec`` part (kind, steps, nodes, price) is the sandbox's own: how a run of the model
+behaves and what it costs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+_NAMESPACE = uuid.UUID("6f0c5b1e-3a52-4c0b-9d3e-5b7a2f1c0e11")
+_CREATED = "2026-01-12T09:00:00Z"
+_UPDATED = "2026-04-28T14:30:00Z"
+
+ASPECT_RATIOS = ["21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"]
+VIDEO_RATIOS = ["auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+DURATIONS = ["auto", *[str(n) for n in range(4, 16)]]
+
+
+def field_(
+    name: str,
+    type_code: str,
+    description: str,
+    *,
+    display: str | None = None,
+    required: bool = False,
+    default: Any = None,
+    featured: bool = False,
+    validator: str | None = None,
+    **attrs: Any,
+) -> dict[str, Any]:
+    """One ModelInput. ``attrs`` become ``validator_attrs`` (choices, min, max ...)."""
+    return {
+        "name": name,
+        "display_name": display or name.replace("_", " ").capitalize(),
+        "description": description,
+        "variable_type_code": type_code,
+        "is_required": required,
+        "default_value": default,
+        "default_behavior_code": "use_default" if default is not None else "omit",
+        "validator_code": validator or _validator_code(attrs),
+        "validator_attrs": attrs,
+        "is_featured": featured,
+    }
+
+
+def _validator_code(attrs: dict[str, Any]) -> str | None:
+    if "choices" in attrs:
+        return "choices"
+    if "min_length" in attrs or "max_length" in attrs:
+        return "length"
+    return "range" if attrs else None
+
+
+def output_(name: str, type_code: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "display_name": name.replace("_", " ").capitalize(),
+        "description": description,
+        "variable_type_code": type_code,
+        "validator_code": None,
+        "validator_attrs": {},
+    }
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How a model's runs behave in the sandbox."""
+
+    model_id: str
+    name: str
+    description: str
+    category: str
+    kind: str  # image | video | audio: what the outputs are
+    price: Decimal
+    unit: str  # image | second | request | megapixel
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    price_label: str
+    transform: str = "generate"  # generate | edit | cutout | upscale | remove
+    running_steps: int = 1
+    nodes: tuple[str, ...] = ()
+    supports_batch: bool = False
+    available: bool = True
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    features: tuple[str, ...] = ()
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        return uuid.uuid5(_NAMESPACE, self.model_id)
+
+    @property
+    def slug(self) -> str:
+        return self.model_id.replace("/", "--")
+
+    def input(self, name: str) -> dict[str, Any] | None:
+        return next((item for item in self.inputs if item["name"] == name), None)
+
+    def to_json(self, public_url: str) -> dict[str, Any]:
+        owner, _, slug = self.model_id.partition("/")
+        cover = f"{public_url}/files/covers/{self.slug}.png"
+        return {
+            "id": self.model_id,
+            "uuid": str(self.uuid),
+            "owner": owner,
+            "slug": slug,
+            "name": self.name,
+            "description": self.description,
+            "content": f"# {self.name}\n\n{self.description}\n",
+            "version": "1.0",
+            "category_code": self.category,
+            "status_code": "active" if self.available else "deprecated",
+            "availability_status": "available" if self.available else "unavailable",
+            "is_public": True,
+            "is_official": True,
+            "is_open_source": False,
+            "license_code": "commercial",
+            "price_label": self.price_label,
+            "pricing_note": f"Sandbox pricing, modelled on Runflow's: {self.price_label}.",
+            "supports_batch": self.supports_batch,
+            "cover_url": cover,
+            "icon_url": cover,
+            "notable_features": list(self.features),
+            "inputs": [
+                {
+                    "id": str(uuid.uuid5(self.uuid, item["name"])),
+                    "model_id": str(self.uuid),
+                    **item,
+                    "sort_order": index,
+                    "created_at": _CREATED,
+                    "updated_at": _UPDATED,
+                }
+                for index, item in enumerate(self.inputs)
+            ],
+            "outputs": [
+                {"id": str(uuid.uuid5(self.uuid, "out:" + item["name"])), **item, "sort_order": i}
+                for i, item in enumerate(self.outputs)
+            ],
+            "examples": [
+                {
+                    "id": str(uuid.uuid5(self.uuid, f"example:{index}")),
+                    "model_id": str(self.uuid),
+                    "title": example["title"],
+                    "description": example.get("description", ""),
+                    "input": example["input"],
+                    "output": {
+                        "outputs": [
+                            {
+                                "type": self.kind if self.kind == "image" else "image",
+                                "url": f"{public_url}/files/examples/{self.slug}/{index}.png",
+                            }
+                        ]
+                    },
+                    "thumbnail_url": f"{public_url}/files/examples/{self.slug}/{index}.png",
+                    "is_featured": index == 0,
+                    "sort_order": index,
+                }
+                for index, example in enumerate(self.examples)
+            ],
+            "created_at": _CREATED,
+            "updated_at": _UPDATED,
+        }
+
+
+_PROMPT = field_(
+    "prompt",
+    "string",
+    "What to generate, in plain words. Put [fail], [partial], [cancel] or [slow] in it to "
+    "choose how the sandbox run ends.",
+    required=True,
+    featured=True,
+    min_length=3,
+    max_length=50000,
+)
+_OUTPUT_FORMAT = field_(
+    "output_format", "string", "File format of the images.", default="png",
+    choices=["png", "jpeg", "webp"],
+)
+_RESOLUTION = field_(
+    "resolution", "string", "Size class of the longer side: 1K ≈ 1024 px, 2K ≈ 2048, 4K ≈ 4096.",
+    default="1K", choices=["1K", "2K", "4K"],
+)
+_NUM_IMAGES = field_(
+    "num_images", "integer", "How many images to make in one run.", display="Number of images",
+    default=1, min=1, max=4,
+)
+_IMAGES_OUT = [output_("images", "image_list", "The generated images.")]
+
+
+def _image_url(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
+    return field_(name, "image", description, required=required, featured=required,
+                  display=name.replace("_url", "").replace("_", " ").capitalize())
+
+
+MODELS: list[Spec] = [
+    Spec(
+        model_id="google/nano-banana-pro",
+        name="Nano Banana Pro",
+        description="Google's highest-quality image model: sharp text rendering, faithful "
+        "composition and up to 4K output from a text prompt.",
+        category="text-to-image",
+        kind="image",
+        price=Decimal("0.15"),
+        unit="image",
+        price_label="$0.15 per image",
+        supports_batch=True,
+        features=("Legible text in images", "Up to 4K", "Web-grounded generation"),
+        inputs=[
+            _PROMPT,
+            field_("aspect_ratio", "string", "Width to height of the image.", default="1:1",
+                   choices=ASPECT_RATIOS),
+            _RESOLUTION,
+            _NUM_IMAGES,
+            _OUTPUT_FORMAT,
+            field_("enable_web_search", "boolean", "Ground the image in web search results.",
+                   default=False),
+            field_("safety_tolerance", "string", "1 is the strictest filter, 6 the most "
+                   "permissive.", default="4", choices=["1", "2", "3", "4", "5", "6"]),
+        ],
+        outputs=_IMAGES_OUT,
+        examples=[
+            {"title": "Product on marble", "input": {"prompt": "A glass perfume bottle on "
+             "white marble, soft morning light", "aspect_ratio": "4:5"}},
+            {"title": "Poster with text", "input": {"prompt": "A retro travel poster that "
+             "says 'LISBON' in bold orange letters", "resolution": "2K"}},
+        ],
+    ),
+    Spec(
+        model_id="google/nano-banana-pro/edit",
+        name="Nano Banana Pro Edit",
+        description="Edit one or more images with an instruction: remove objects, change "
+        "colours, combine references.",
+        category="image-to-image",
+        kind="image",
+        price=Decimal("0.15"),
+        unit="image",
+        price_label="$0.15 per image",
+        transform="edit",
+        inputs=[
+            {**_PROMPT, "description": "The edit to make, e.g. 'remove the price tag'."},
+            field_("image_urls", "image_list", "Images to edit or use as references (URLs).",
+                   display="Images", required=True, featured=True, max_items=14),
+            _RESOLUTION,
+            _NUM_IMAGES,
+            _OUTPUT_FORMAT,
+        ],
+        outputs=_IMAGES_OUT,
+        examples=[{"title": "Remove a tag", "input": {"prompt": "remove the price tag",
+                   "image_urls": ["https://example.com/shoe.png"]}}],
+    ),
+    Spec(
+        model_id="black-forest-labs/flux-2-pro",
+        name="FLUX.2 [pro]",
+        description="Black Forest Labs' flagship text-to-image model with precise prompt "
+        "following and exact sizes.",
+        category="text-to-image",
+        kind="image",
+        price=Decimal("0.04"),
+        unit="image",
+        price_label="$0.04 per image",
+        supports_batch=True,
+        features=("Exact pixel sizes", "Seeded, repeatable results"),
+        inputs=[
+            _PROMPT,
+            field_("width", "integer", "Width in pixels (a multiple of 16 is best).",
+                   default=1024, min=256, max=2048),
+            field_("height", "integer", "Height in pixels.", default=1024, min=256, max=2048),
+            field_("seed", "integer", "Same seed and prompt give the same image.", min=0,
+                   max=2147483647),
+            field_("guidance", "number", "How closely to follow the prompt.", default=3.5,
+                   min=1.5, max=10),
+            field_("prompt_upsampling", "boolean", "Let the model enrich a short prompt.",
+                   default=False),
+            field_("safety_tolerance", "integer", "1 is the strictest, 6 the most permissive.",
+                   default=2, min=1, max=6),
+            _OUTPUT_FORMAT,
+        ],
+        outputs=_IMAGES_OUT,
+        examples=[{"title": "Studio portrait", "input": {"prompt": "A studio portrait of a "
+                   "border collie wearing a yellow raincoat", "width": 1024, "height": 1280}}],
+    ),
+    Spec(
+        model_id="recraft/v3",
+        name="Recraft V3",
+        description="Design-oriented images and illustrations in a chosen style and brand "
+        "palette.",
+        category="text-to-image",
+        kind="image",
+        price=Decimal("0.04"),
+        unit="image",
+        price_label="$0.04 per image",
+        supports_batch=True,
+        inputs=[
+            _PROMPT,
+            field_("style", "string", "Visual style.", default="realistic_image",
+                   choices=["realistic_image", "digital_illustration", "vector_illustration",
+                            "icon"]),
+            field_("aspect_ratio", "string", "Width to height.", default="1:1",
+                   choices=ASPECT_RATIOS),
+            _RESOLUTION,
+            _NUM_IMAGES,
+            field_("guidance_scale", "number", "Prompt adherence.", default=7.5, min=1, max=20),
+            field_("enable_safety_checker", "boolean", "Filter unsafe images.", default=True),
+            field_("colors", "json", 'Brand palette, e.g. [{"r": 255, "g": 99, "b": 71}].',
+                   display="Palette", validator="json", max_items=5),
+        ],
+        outputs=_IMAGES_OUT,
+        examples=[{"title": "Flat icon", "input": {"prompt": "a paper plane icon",
+                   "style": "icon", "colors": [{"r": 30, "g": 90, "b": 200}]}}],
+    ),
+    Spec(
+        model_id="bytedance/seedance/2.0/fast/text-to-video",
+        name="Seedance 2.0 Fast (text to video)",
+        description="ByteDance's fast video model: short cinematic clips from a prompt, with "
+        "optional generated audio.",
+        category="text-to-video",
+        kind="video",
+        price=Decimal("0.10"),
+        unit="second",
+        price_label="$0.10 per second",
+        running_steps=3,
+        inputs=[
+            _PROMPT,
+            field_("aspect_ratio", "string", "Frame shape.", default="16:9", choices=VIDEO_RATIOS),
+            field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS),
+            field_("resolution", "string", "Output resolution.", default="480p",
+                   choices=["480p", "720p"]),
+            field_("generate_audio", "boolean", "Add a generated soundtrack.", default=False),
+        ],
+        outputs=[output_("video", "video", "The generated clip (MP4).")],
+        examples=[{"title": "Drone over waves", "input": {"prompt": "A drone shot over "
+                   "turquoise waves at sunrise", "duration": "5"}}],
+    ),
+    Spec(
+        model_id="bytedance/seedance/2.0/image-to-video",
+        name="Seedance 2.0 (image to video)",
+        description="Animate a still image into a short clip, optionally ending on a second "
+        "image.",
+        category="image-to-video",
+        kind="video",
+        price=Decimal("0.25"),
+        unit="second",
+        price_label="$0.25 per second",
+        running_steps=4,
+        inputs=[
+            _image_url("image_url", "First frame: JPEG, PNG or WebP up to 30 MB."),
+            {**_PROMPT, "is_required": False, "is_featured": False,
+             "description": "Optional: how the scene should move.",
+             "validator_attrs": {"max_length": 50000}},
+            _image_url("end_image_url", "Optional last frame.", required=False),
+            field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS),
+            field_("resolution", "string", "Output resolution.", default="720p",
+                   choices=["480p", "720p", "1080p"]),
+        ],
+        outputs=[output_("video", "video", "The generated clip (MP4).")],
+    ),
+    Spec(
+        model_id="elevenlabs/sound-effects/v2",
+        name="ElevenLabs Sound Effects",
+        description="Sound effects and short ambiences from a text description.",
+        category="text-to-audio",
+        kind="audio",
+        price=Decimal("0.01"),
+        unit="second",
+        price_label="$0.01 per second",
+        inputs=[
+            {**_PROMPT, "description": "The sound, e.g. 'rain on a tin roof'."},
+            field_("duration_seconds", "number", "Length in seconds.", default=3.0, min=0.5,
+                   max=22),
+            field_("prompt_influence", "number", "How literally to follow the prompt.",
+                   default=0.3, min=0, max=1),
+            field_("loop", "boolean", "Make the sound loop seamlessly.", default=False),
+        ],
+        outputs=[output_("audio", "audio", "The sound (WAV).")],
+    ),
+    Spec(
+        model_id="runflow/object-removal/prompt",
+        name="Object Removal by Prompt",
+        description="A Runflow solution: finds what you name, masks it, fills the hole and "
+        "upscales the result, as four steps you can follow.",
+        category="image-editing",
+        kind="image",
+        price=Decimal("0.08"),
+        unit="request",
+        price_label="$0.08 per request",
+        transform="remove",
+        nodes=("detect", "mask", "inpaint", "upscale"),
+        inputs=[
+            _image_url("image_url", "The photo to clean up."),
+            {**_PROMPT, "description": "What to remove, e.g. 'the price tag'."},
+            field_("config", "json", 'Advanced settings, e.g. {"mask_dilation": 8}.',
+                   display="Settings", validator="json"),
+            _OUTPUT_FORMAT,
+        ],
+        outputs=[output_("image_urls", "image_list", "The cleaned image and the mask.")],
+    ),
+    Spec(
+        model_id="runflow/background-removal",
+        name="Background Removal",
+        description="Cut the subject out on a transparent background. Made for catalogues: "
+        "send up to 100 images in one batch.",
+        category="image-editing",
+        kind="image",
+        price=Decimal("0.02"),
+        unit="image",
+        price_label="$0.02 per image",
+        transform="cutout",
+        supports_batch=True,
+        inputs=[
+            _image_url("image_url", "The photo to cut out."),
+            field_("output_format", "string", "PNG or WebP keep transparency.", default="png",
+                   choices=["png", "webp"]),
+        ],
+        outputs=[output_("image", "image", "The cut-out subject.")],
+    ),
+    Spec(
+        model_id="topaz/upscale/image",
+        name="Topaz Image Upscale",
+        description="Upscale a photo 2× or 4× with detail recovery and optional face "
+        "enhancement.",
+        category="upscaling",
+        kind="image",
+        price=Decimal("0.05"),
+        unit="megapixel",
+        price_label="$0.05 per megapixel",
+        transform="upscale",
+        inputs=[
+            _image_url("image_url", "The image to upscale."),
+            field_("upscale_factor", "integer", "How many times larger.", default=2,
+                   choices=[2, 4]),
+            field_("face_enhancement", "boolean", "Restore faces.", default=True),
+            field_("creativity", "number", "How much new detail to invent.", default=0.2,
+                   min=0, max=1),
+        ],
+        outputs=[output_("image", "image", "The upscaled image.")],
+    ),
+    Spec(
+        model_id="black-forest-labs/flux-1.1-pro",
+        name="FLUX1.1 [pro] (retired)",
+        description="The previous FLUX generation, kept in the catalog but no longer "
+        "accepting runs: use FLUX.2 [pro].",
+        category="text-to-image",
+        kind="image",
+        price=Decimal("0.04"),
+        unit="image",
+        price_label="$0.04 per image",
+        available=False,
+        inputs=[_PROMPT],
+        outputs=_IMAGES_OUT,
+    ),
+]
+
+BY_ID: dict[str, Spec] = {spec.model_id: spec for spec in MODELS}
+BY_SLUG: dict[str, Spec] = {spec.slug: spec for spec in MODELS}
+
+
+def find(model_id: str) -> Spec | None:
+    return BY_ID.get(model_id.strip("/"))
