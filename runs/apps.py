@@ -9,3 +9,11 @@ class RunsConfig(AppConfig):
 
     def ready(self) -> None:
         from runs import checks, throttle  # noqa: F401  (register checks and signal receivers)
+        from runs import callbacks, transitions
+        from runs.tasks.archive import enqueue_archive
+
+        # Results pipeline: outputs are copied by the worker, batches follow their runs.
+        if enqueue_archive not in transitions.on_outputs:
+            transitions.on_outputs.append(enqueue_archive)
+        if callbacks.on_run_transition not in transitions.on_transition:
+            transitions.on_transition.append(callbacks.on_run_transition)

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from runs.views import hooks
+
+urlpatterns = [
+    path("hooks/runflow/<uuid:team>/", hooks.runflow_callback, name="hook"),
+]
