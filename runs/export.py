@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db.models import Prefetch, QuerySet
+from django.http import QueryDict
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -55,36 +56,37 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "team"
 
 
-def filter_runs(team: Team, params: Mapping[str, str]) -> QuerySet[Run]:
-    """The team's visible runs narrowed by the history's querystring filters.
+def filter_runs(team: Team, params: QueryDict, user: Any = None) -> QuerySet[Run]:
+    """The team's runs exactly as the run history shows them for the same querystring.
 
-    Understands ``status``, ``model``, ``by`` (username), ``q`` (text of the inputs),
-    ``batch`` (uuid), ``from`` and ``to`` (dates, inclusive). Unknown or malformed values
-    are ignored rather than failing the download.
+    The history's own filters (``runs.history.HistoryFilters``) are used so that "export
+    this view" always means this view; the fallback below reads the same parameter names
+    (``q``, ``model``, ``status``, ``member``, ``since``, ``until``) for installations
+    where the history module is not present.
     """
     runs = Run.objects.filter(team=team, deleted_at__isnull=True)
+    try:
+        from runs.history import HistoryFilters
+    except ImportError:
+        return _fallback_filters(runs, params).order_by("-created_at", "-id")
+    filters = HistoryFilters.from_query(params)
+    return filters.apply_to_runs(runs, user).order_by("-created_at", "-id")
+
+
+def _fallback_filters(runs: QuerySet[Run], params: Mapping[str, str]) -> QuerySet[Run]:
     if params.get("status") in Status.values:
         runs = runs.filter(status=params["status"])
     if params.get("model"):
         runs = runs.filter(model_id=params["model"])
-    if params.get("by"):
-        runs = runs.filter(created_by__username=params["by"])
-    if params.get("q"):
-        runs = runs.filter(search_text__contains=params["q"].strip().lower())
-    if batch := _uuid(params.get("batch")):
-        runs = runs.filter(batch__uuid=batch)
-    if start := _date(params.get("from")):
+    if params.get("member"):
+        runs = runs.filter(created_by__username=params["member"])
+    for term in params.get("q", "").lower().split()[:6]:
+        runs = runs.filter(search_text__contains=term)
+    if start := _date(params.get("since")):
         runs = runs.filter(created_at__gte=_midnight(start))
-    if end := _date(params.get("to")):
+    if end := _date(params.get("until")):
         runs = runs.filter(created_at__lt=_midnight(end + timedelta(days=1)))
-    return runs.order_by("-created_at", "-id")
-
-
-def _uuid(value: str | None) -> UUID | None:
-    try:
-        return UUID(value) if value else None
-    except ValueError:
-        return None
+    return runs
 
 
 def _date(value: str | None) -> date | None:

@@ -120,7 +120,7 @@ def export_runs(request: AuthedRequest, team: UUID, fmt: str) -> StreamingHttpRe
     membership = membership_for(request, team)
     if fmt not in export.FORMATS:
         raise Http404
-    runs = export.filter_runs(membership.team, request.GET)
+    runs = export.filter_runs(membership.team, request.GET, request.user)
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     filename = f"runs-{export.slug(membership.team.name)}-{stamp}.{fmt}"
     base_url = request.build_absolute_uri("/").rstrip("/")
