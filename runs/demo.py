@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from runflow_site.env import GeneratedSecrets
+from runs.connection import connect_sandbox
 from runs.models import Membership, Role, Team
 
 DEMO_USERNAME = "admin"
@@ -38,12 +39,5 @@ def ensure_demo(*, sandbox: bool) -> tuple[str, str | None]:
 
 
 def connect_to_sandbox(team: Team) -> None:
-    """Give the Demo team a key and callback secret on the local sandbox (idempotent).
-
-    Filled in by the team-connection work: until then the Demo team starts unconnected.
-    """
-    try:
-        from runs.connection import connect_sandbox
-    except ImportError:
-        return
+    """Give the Demo team a key and callback secret on the local sandbox (idempotent)."""
     connect_sandbox(team)
