@@ -10,6 +10,7 @@ status, or None when no answer arrived), ``code`` (Runflow's machine code, e.g.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from runs.runflow.schemas import ErrorEnvelope
 
 # Runflow's own error text is foreign data of unknown length: keep what we show bounded.
 _MAX_DETAIL = 300
+_SECONDS_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 
 
 class RunflowError(Exception):
@@ -206,17 +208,12 @@ def _not_found_message(code: str, said: str) -> str:
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """A numeric ``Retry-After`` in seconds; None when absent, a date, or nonsense."""
+    """A numeric ``Retry-After`` in seconds; None when absent, an HTTP date, or nonsense."""
     raw = response.headers.get("retry-after", "").strip()
-    if not raw:
+    # delta-seconds only (RFC 9110); a date is not known from Runflow: our backoff applies.
+    if not _SECONDS_RE.fullmatch(raw):
         return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return None  # an HTTP-date: Runflow is not known to send one; use our own backoff
-    if seconds != seconds or seconds < 0 or seconds == float("inf"):
-        return None
-    return seconds
+    return float(raw)
 
 
 def _envelope(response: httpx.Response) -> ErrorEnvelope:

@@ -221,6 +221,7 @@ class ModelInfo(Lenient):
         path = _model_path(data)
         if _is_uuid(raw_id):
             data.setdefault("uuid", raw_id)
+            data.pop("id")  # a UUID is not a path: without owner and slug there is no id
         if path is not None:
             data["id"] = path
         return data
