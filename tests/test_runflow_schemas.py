@@ -376,6 +376,18 @@ def test_model_inputs_with_their_defaults_and_validator_attrs() -> None:
     assert count.choices is None
 
 
+def test_odd_flags_and_examples_do_not_lose_the_model() -> None:
+    model = ModelInfo.model_validate(
+        {
+            "id": "acme/thing",
+            "inputs": [{"name": "a", "is_required": "false"}, {"name": "b", "is_required": "true"}],
+            "examples": [{"title": "ok"}, "not an object", None],
+        }
+    )
+    assert [i.is_required for i in model.inputs] == [False, True]
+    assert model.examples == [{"title": "ok"}]
+
+
 def test_multi_segment_model_id() -> None:
     model = ModelInfo.model_validate(recorded("model_seedance.json"))
     assert model.id == "bytedance/seedance/2.0/fast/text-to-video"

@@ -132,6 +132,17 @@ def to_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
+def to_objects(value: Any) -> list[dict[str, Any]]:
+    return [dict(item) for item in to_list(value) if isinstance(item, Mapping)]
+
+
+def to_flag(value: Any) -> bool:
+    # "false" is a true value to bool(); Runflow sends JSON booleans, but be exact anyway.
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return value is True or (isinstance(value, int | float) and value == 1)
+
+
 def to_optional_url(value: Any) -> str | None:
     # Pictures and links shown in pages: a bad scheme is dropped, not an error (B4).
     try:

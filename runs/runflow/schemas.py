@@ -42,10 +42,12 @@ from runs.runflow.scalars import (
     cursor_of,
     is_model_id,
     to_count,
+    to_flag,
     to_list,
     to_money,
     to_number,
     to_object,
+    to_objects,
     to_text,
 )
 
@@ -160,13 +162,13 @@ class ModelInputInfo(Lenient):
     variable_type_code: Text = Field(
         None, validation_alias=AliasChoices("variable_type_code", "type")
     )
-    is_required: Annotated[bool, BeforeValidator(lambda v: bool(v))] = False
+    is_required: Annotated[bool, BeforeValidator(to_flag)] = False
     default_value: Any = None
     default_behavior_code: Text = None
     validator_code: Text = None
     validator_attrs: Annotated[dict[str, Any], BeforeValidator(lambda v: to_object(v) or {})] = {}
     sort_order: Annotated[int, BeforeValidator(lambda v: to_count(v) or 0)] = 0
-    is_featured: Annotated[bool, BeforeValidator(lambda v: bool(v))] = False
+    is_featured: Annotated[bool, BeforeValidator(to_flag)] = False
 
     # validator_attrs is undocumented; RUNFLOW_API.md decides which keys we read.
     @property
@@ -209,7 +211,7 @@ class ModelInfo(Lenient):
     supports_batch: bool | None = None
     inputs: Annotated[list[ModelInputInfo], BeforeValidator(to_list)] = []
     outputs: Annotated[list[ModelOutputInfo], BeforeValidator(to_list)] = []
-    examples: Annotated[list[dict[str, Any]], BeforeValidator(to_list)] = []
+    examples: Annotated[list[dict[str, Any]], BeforeValidator(to_objects)] = []
 
     @model_validator(mode="before")
     @classmethod
