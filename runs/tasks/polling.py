@@ -154,6 +154,7 @@ def fetch_and_apply(run: Run) -> tuple[str, float]:
     from runs.connection import (
         ConnectionUnavailable,
         client_for_team,
+        counts_against_breaker,
         record_upstream_failure,
         record_upstream_success,
     )
@@ -163,8 +164,8 @@ def fetch_and_apply(run: Run) -> tuple[str, float]:
     try:
         client = client_for_team(run.team, key=key)
     except ConnectionUnavailable as exc:
-        logger.info("Run %s not polled: %s", run.uuid, exc)
-        return "connection unavailable", 60.0
+        logger.info("Run %s not polled: %s", run.uuid, exc.message)
+        return f"not polled: {exc.reason or 'unavailable'}", _wait_for_connection(run, exc.reason)
     started = time.monotonic()
     try:
         with client:
@@ -181,7 +182,8 @@ def fetch_and_apply(run: Run) -> tuple[str, float]:
         logger.warning("Run %s: Runflow does not know run %s", run.uuid, run.runflow_id)
         return "unknown upstream", 60.0
     except RunflowError as exc:
-        record_upstream_failure(run.team, exc.message)
+        if counts_against_breaker(exc):
+            record_upstream_failure(run.team, exc.message)
         logger.info("Run %s: poll failed: %s", run.uuid, exc.message)
         return "upstream error", 30.0 if exc.retryable else 120.0
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -190,6 +192,16 @@ def fetch_and_apply(run: Run) -> tuple[str, float]:
     outcome = apply_report(run, report, source=Source.POLL)
     _record_poll(run, report, outcome, elapsed_ms)
     return outcome, 0.0
+
+
+def _wait_for_connection(run: Run, reason: str) -> float:
+    """Seconds until polling this run could work again."""
+    if reason == "breaker":
+        until = Run.objects.filter(pk=run.pk).values_list("team__breaker_open_until", flat=True).first()
+        if until is not None:
+            return max(5.0, (until - timezone.now()).total_seconds())
+        return 30.0
+    return 300.0  # no usable key: an admin has to act; reconcile re-arms in the meantime
 
 
 def _record_poll(run: Run, report: Report, outcome: str, elapsed_ms: float) -> None:

@@ -22,15 +22,18 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import F
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
 from runs.callbacks import process_delivery, store_callback
-from runs.fields import DecryptionError
-from runs.models import CallbackSecret, Outcome, Team
+from runs.connection import (
+    active_secrets_with_values,
+    record_bad_signature,
+    record_verified_callback,
+)
+from runs.models import Outcome, Team
 from runs.runflow.signing import verify
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 @csrf_exempt
 @require_POST
+@sensitive_variables("secrets")
 def runflow_callback(request: HttpRequest, team: UUID) -> JsonResponse:
     started = time.monotonic()
     limit = settings.CALLBACK_MAX_BYTES
@@ -57,13 +61,18 @@ def runflow_callback(request: HttpRequest, team: UUID) -> JsonResponse:
         team_obj = Team.objects.filter(uuid=team).first()
         if team_obj is None:
             return _answer(404, "No such callback endpoint.")
-        secrets = _active_secrets(team_obj)
+        secrets = active_secrets_with_values(team_obj)  # undecryptable ones are left out
         index = verify(body, request.headers.get("Runflow-Signature"), [s for _, s in secrets])
         if index is None:
-            _count_bad_signature(team_obj, request_id)
+            logger.warning(
+                "Callback for team %s (request %s) refused: bad or missing signature",
+                team_obj.uuid,
+                request_id or "-",
+            )
+            record_bad_signature(team_obj)
             return _answer(401, "The Runflow-Signature header is missing or does not match.")
         delivery = store_callback(team_obj, body, request.headers, request_id)
-        _remember_verified(team_obj, secrets[index][0])
+        record_verified_callback(team_obj, secrets[index][0])
     except DatabaseError:
         logger.exception("Callback for team %s (request %s) not stored", team, request_id or "-")
         return _answer(503, "The callback could not be stored; please retry.")
@@ -83,37 +92,6 @@ def runflow_callback(request: HttpRequest, team: UUID) -> JsonResponse:
     )
     status = 400 if outcome == Outcome.INVALID else 202 if outcome == Outcome.RECEIVED else 200
     return JsonResponse({"delivery": str(delivery.uuid), "outcome": outcome}, status=status)
-
-
-def _active_secrets(team: Team) -> list[tuple[CallbackSecret, str]]:
-    """The team's verifying secrets in plain text; one that cannot be decrypted is skipped."""
-    usable = []
-    for secret in team.active_secrets().filter(needs_reentry=False).order_by("-created_at"):
-        try:
-            plain = secret.secret.reveal() if secret.secret is not None else ""
-        except DecryptionError:
-            logger.warning("Callback secret %s of team %s cannot be decrypted", secret.masked, team.uuid)
-            continue
-        if plain:
-            usable.append((secret, plain))
-    return usable
-
-
-def _count_bad_signature(team: Team, request_id: str) -> None:
-    logger.warning(
-        "Callback for team %s (request %s) refused: bad or missing signature",
-        team.uuid,
-        request_id or "-",
-    )
-    Team.objects.filter(pk=team.pk).update(
-        bad_signature_count=F("bad_signature_count") + 1, last_bad_signature_at=timezone.now()
-    )
-
-
-def _remember_verified(team: Team, secret: CallbackSecret) -> None:
-    now = timezone.now()
-    Team.objects.filter(pk=team.pk).update(last_verified_callback_at=now)
-    CallbackSecret.objects.filter(pk=secret.pk).update(last_verified_at=now)
 
 
 def _answer(status: int, message: str) -> JsonResponse:
