@@ -1,36 +1,319 @@
-"""The team's run history and the run page."""
+"""The team's run history (the team's home page) and the run page, with their live regions.
+
+Both pages read only the local database: opening them never causes an upstream call. While
+something is in flight each page keeps ONE htmx poll going, answered with just the regions
+that changed (as out-of-band swaps), and the poll stops with HTTP 286 once nothing is left
+to wait for.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HTMX_STOP_POLLING
+from django_htmx.middleware import HtmxDetails
 
-from runs.access import membership_for, run_for
+from runs.access import AuthedRequest, membership_for, run_for
+from runs.connection import ConnectionUnavailable, client_for_team
+from runs.history import (
+    STATUS_CHOICES,
+    HistoryFilters,
+    model_choices,
+    needs_refresh,
+    page_runs,
+    parse_uuids,
+    team_runs,
+    with_star_flags,
+)
+from runs.models import Membership, Output, Role, Run, RunflowKey, Star, Team
+from runs.runflow.errors import RunflowError
+from runs.tasks.polling import poll_soon
+from runs.tasks.workspace import send_feedback
+
+logger = logging.getLogger(__name__)
+
+LOG_LIMIT = 500  # lines rendered on a full page; older ones are counted, not shown
+DELIVERY_LIMIT = 20
+POLL_MS = 1500
+
+
+class WorkspaceRequest(AuthedRequest):
+    htmx: HtmxDetails
+
+
+# ---------------------------------------------------------------- history
+
+
+def _history_runs(team: Team, user: Any) -> Any:
+    outputs = Prefetch("outputs", queryset=Output.objects.order_by("index"))
+    return with_star_flags(team_runs(team).select_related("created_by"), user).prefetch_related(
+        outputs
+    )
+
+
+def _rows_url(team: Team, runs: list[Run]) -> str:
+    live = [str(run.uuid) for run in runs if needs_refresh(run, run.outputs.all())]
+    if not live:
+        return ""
+    return reverse("runs:run_rows", args=[team.uuid]) + "?" + urlencode([("ids", u) for u in live])
 
 
 @login_required
-def run_list(request: HttpRequest, team: UUID) -> HttpResponse:
+@require_GET
+def run_list(request: WorkspaceRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team)
-    runs = (
-        membership.team.runs.filter(deleted_at__isnull=True)
-        .select_related("created_by")
-        .order_by("-created_at", "-id")[:50]
+    filters = HistoryFilters.from_query(request.GET)
+    runs = filters.apply_to_runs(_history_runs(membership.team, request.user), request.user)
+    page = page_runs(
+        membership.team, runs, after=request.GET.get("after"), before=request.GET.get("before")
     )
-    return render(
-        request,
-        "runs/run_list.html",
-        {"team": membership.team, "membership": membership, "runs": runs},
-    )
+    context = {
+        "team": membership.team,
+        "membership": membership,
+        "filters": filters,
+        "page": page,
+        "runs": page.items,
+        "rows_url": _rows_url(membership.team, page.items),
+        "status_choices": STATUS_CHOICES,
+        "model_choices": model_choices(membership.team),
+        "members": membership.team.memberships.select_related("user").order_by("user__username"),
+        "filter_params": filters.params(),
+    }
+    template = "runs/run_list.html#history" if request.htmx else "runs/run_list.html"
+    return render(request, template, context)
 
 
 @login_required
-def run_detail(request: HttpRequest, team: UUID, run: UUID) -> HttpResponse:
-    membership, run_obj = run_for(request, team, run)
+@require_GET
+def run_rows(request: WorkspaceRequest, team: UUID) -> HttpResponse:
+    """The history's one poll: fresh rows for the visible in-flight runs, as OOB swaps."""
+    membership = membership_for(request, team)
+    wanted = parse_uuids(request.GET.getlist("ids"), limit=100)
+    runs = list(_history_runs(membership.team, request.user).filter(uuid__in=wanted))
+    runs.sort(key=lambda run: (run.created_at, run.pk), reverse=True)
+    rows_url = _rows_url(membership.team, runs)
+    context = {"team": membership.team, "membership": membership, "runs": runs, "oob": True}
+    context["rows_url"] = rows_url
     return render(
         request,
-        "runs/run_detail.html",
-        {"team": membership.team, "membership": membership, "run": run_obj},
+        "runs/run_list.html#rows",
+        context,
+        status=200 if rows_url else HTMX_STOP_POLLING,
     )
+
+
+# ---------------------------------------------------------------- the run page
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha1(repr(parts).encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+def _run_regions(run: Run) -> dict[str, Any]:
+    """Everything the live regions show, plus a short digest of each region's data.
+
+    The poll sends back the digests it last saw; only regions whose digest changed are
+    rendered again, so images are not re-created (no flicker) and a quiet poll is tiny.
+    """
+    outputs = list(run.outputs.order_by("index"))
+    steps = list(run.node_runs.all())
+    deliveries_total = run.deliveries.count()
+    deliveries = list(run.deliveries.order_by("-received_at", "-id")[:DELIVERY_LIMIT])
+    logs_total = run.logs.count()
+    logs = list(run.logs.order_by("-id")[:LOG_LIMIT])[::-1]
+    digests = {
+        "run": _digest(
+            run.status,
+            run.updated_at,
+            run.cost,
+            run.duration_ms,
+            run.nodes_total,
+            run.nodes_completed,
+            run.failure_code,
+            run.failure_message,
+            run.completed_at,
+            run.stuck_since,
+            run.has_anomaly,
+            run.field_errors,
+        ),
+        "steps": _digest(
+            [(s.pk, s.state, s.duration_ms, s.completed_at, s.retry_count) for s in steps]
+        ),
+        "outputs": _digest([(o.uuid, o.archive_state, o.width, o.thumbnail.name) for o in outputs]),
+        "deliveries": _digest(deliveries_total, [(d.pk, d.outcome) for d in deliveries[:1]]),
+    }
+    return {
+        "outputs": outputs,
+        "steps": steps,
+        "deliveries": deliveries,
+        "deliveries_total": deliveries_total,
+        "logs": logs,
+        "logs_total": logs_total,
+        "logs_hidden": max(0, logs_total - len(logs)),
+        "digests": digests,
+        "live": needs_refresh(run, outputs),
+    }
+
+
+def _poll_url(run: Run, regions: dict[str, Any], logs_seen: int) -> str:
+    query = {
+        "live": "1",
+        "logs": str(logs_seen),
+        "v": ".".join(regions["digests"][k] for k in ("run", "steps", "outputs", "deliveries")),
+    }
+    return "?" + urlencode(query)
+
+
+def _run_context(request: WorkspaceRequest, membership: Membership, run: Run) -> dict[str, Any]:
+    regions = _run_regions(run)
+    return {
+        "team": membership.team,
+        "membership": membership,
+        "run": run,
+        "parent": run.parent if run.parent and run.parent.deleted_at is None else None,
+        "starred": Star.objects.filter(user=request.user, run=run).exists(),
+        "is_mine": run.created_by_id == request.user.pk,
+        "share_count": run.share_links.filter(revoked_at__isnull=True).count(),
+        "poll_url": _poll_url(run, regions, regions["logs_total"]),
+        "poll_ms": POLL_MS,
+        **regions,
+    }
+
+
+@login_required
+@require_GET
+def run_detail(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
+    membership, run_obj = run_for(request, team, run)
+    if request.htmx and request.GET.get("live"):
+        return _live_update(request, membership, run_obj)
+    return render(request, "runs/run_detail.html", _run_context(request, membership, run_obj))
+
+
+def _live_update(request: WorkspaceRequest, membership: Membership, run: Run) -> HttpResponse:
+    """Only what changed since the digests the page holds; 286 once there is nothing left."""
+    regions = _run_regions(run)
+    seen = regions["digests"]
+    known = [*request.GET.get("v", "").split("."), "", "", "", ""]
+    changed = {
+        name: known[index] != seen[name]
+        for index, name in enumerate(("run", "steps", "outputs", "deliveries"))
+    }
+    try:
+        logs_seen = max(0, int(request.GET.get("logs", "0")))
+    except ValueError:
+        logs_seen = regions["logs_total"]
+    new_logs = list(run.logs.order_by("id")[logs_seen : logs_seen + LOG_LIMIT])
+    context = {
+        "team": membership.team,
+        "membership": membership,
+        "run": run,
+        "is_mine": run.created_by_id == request.user.pk,
+        "oob": True,
+        "changed": changed,
+        "new_logs": new_logs,
+        "poll_url": _poll_url(run, regions, logs_seen + len(new_logs)),
+        "poll_ms": POLL_MS,
+        **regions,
+    }
+    if changed["run"]:
+        context["starred"] = Star.objects.filter(user=request.user, run=run).exists()
+        context["share_count"] = run.share_links.filter(revoked_at__isnull=True).count()
+    status = 200 if regions["live"] else HTMX_STOP_POLLING
+    return render(request, "runs/run_detail.html#live", context, status=status)
+
+
+# ---------------------------------------------------------------- actions
+
+
+def run_key(run: Run) -> RunflowKey | None:
+    """The key that launched the run, while it is still active: upstream, runs belong to the
+    key's organization, so feedback and cancel must go through the same one."""
+    key = run.key
+    return key if key is not None and key.is_active else None
+
+
+def _back(request: WorkspaceRequest, fallback: str) -> HttpResponse:
+    """Redirect to ``next`` when it points at this site (B6), else to ``fallback``."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(fallback)
+
+
+@login_required
+@require_POST
+def star(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
+    """Toggle the user's star on a run (members and admins; stars are for launchers)."""
+    membership, run_obj = run_for(request, team, run, role=Role.MEMBER)
+    deleted, _ = Star.objects.filter(user=request.user, run=run_obj).delete()
+    if not deleted:
+        Star.objects.get_or_create(user=request.user, run=run_obj)
+    if request.htmx:
+        context = {"team": membership.team, "run": run_obj, "starred": not deleted}
+        return render(request, "runs/_star.html", context)
+    return _back(request, reverse("runs:run", args=[membership.team.uuid, run_obj.uuid]))
+
+
+@login_required
+@require_POST
+def feedback(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
+    """Thumbs up/down: kept on the run, and mirrored to Runflow by a background task."""
+    membership, run_obj = run_for(request, team, run, role=Role.MEMBER)
+    value = {"up": True, "down": False}.get(request.POST.get("value", ""))
+    Run.objects.filter(pk=run_obj.pk).update(feedback=value)
+    run_obj.feedback = value
+    if value is None:
+        note = "Feedback cleared here."
+    elif run_obj.runflow_id is None:
+        note = "Saved here; this run never reached Runflow, so nothing was sent."
+    elif run_key(run_obj) is None and membership.team.default_key() is None:
+        note = "Saved here, but not sent: this team has no Runflow key any more."
+    else:
+        send_feedback.enqueue(run_obj.pk)
+        note = "Thanks: saved, and sent to Runflow."
+    if request.htmx:
+        context = {"team": membership.team, "membership": membership, "run": run_obj}
+        return render(request, "runs/run_detail.html#feedback", {**context, "note": note})
+    messages.info(request, note)
+    return redirect("runs:run", membership.team.uuid, run_obj.uuid)
+
+
+@login_required
+@require_POST
+def cancel(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
+    """Admin-only cancel, through Runflow's admin route (needs an admin key upstream)."""
+    membership, run_obj = run_for(request, team, run, role=Role.ADMIN)
+    back = redirect("runs:run", membership.team.uuid, run_obj.uuid)
+    if not run_obj.is_in_flight or run_obj.runflow_id is None:
+        messages.warning(request, "Only a run that Runflow is working on can be canceled.")
+        return back
+    reason = f"Canceled from the site by {request.user.get_username()}"
+    try:
+        with client_for_team(membership.team, key=run_key(run_obj)) as client:
+            client.cancel_run(str(run_obj.runflow_id), reason=reason)
+    except ConnectionUnavailable as exc:
+        messages.error(request, f"Could not cancel: {exc.message}")
+        return back
+    except RunflowError as exc:
+        hint = ""
+        if exc.status == 403:
+            hint = " Cancelling needs an admin (rf_svc_) key on the connection page."
+        messages.error(request, f"Runflow did not cancel the run: {exc.message}{hint}")
+        return back
+    messages.success(request, "Cancel requested. The run shows as canceled once Runflow confirms.")
+    poll_soon(run_obj)
+    return back
