@@ -12,7 +12,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from runs.fields import EncryptedTextField
+from runs.fields import EncryptedSecret, EncryptedTextField, encrypt
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -204,7 +204,8 @@ class RunflowKey(models.Model):
         return f"{self.label} ({self.masked})"
 
     def set_secret(self, plain: str) -> None:
-        self.secret = plain  # type: ignore[assignment]  # encrypted by the field
+        # Encrypted now, not at save: the instance never holds the plain value (S4).
+        self.secret = EncryptedSecret(encrypt(plain))  # type: ignore[assignment]
         self.masked = mask_secret(plain)
         self.needs_reentry = False
 
@@ -239,6 +240,6 @@ class CallbackSecret(models.Model):
         return f"Callback secret {self.masked}"
 
     def set_secret(self, plain: str) -> None:
-        self.secret = plain  # type: ignore[assignment]
+        self.secret = EncryptedSecret(encrypt(plain))  # type: ignore[assignment]
         self.masked = mask_secret(plain)
         self.needs_reentry = False
