@@ -1,5 +1,8 @@
 """The Runflow connection page: access, connecting keys, errors, secrets, audit entries."""
 
+# The fake_runflow fixture is imported from tests/connection_support.py, then requested by name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 from typing import Any

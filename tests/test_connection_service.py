@@ -1,6 +1,9 @@
 """The connection services other areas call: client_for_team, the breaker, launch_blocker,
 active_secret_values and connect_sandbox (against a fake Runflow over MockTransport)."""
 
+# The fake_runflow fixture is imported from tests/connection_support.py, then requested by name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -4,6 +4,9 @@ A sentinel key and secret go in through the real page; then the raw database, a 
 the logs, every page an admin can open and a forced 500 error report are searched for them.
 """
 
+# The fake_runflow fixture is imported from tests/connection_support.py, then requested by name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import io
