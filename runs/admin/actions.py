@@ -47,6 +47,11 @@ def _report(
     modeladmin.message_user(request, text, level)
 
 
+def _reason(exc: Exception) -> str:
+    # RunflowError and ConnectionUnavailable carry a sentence meant for people.
+    return str(getattr(exc, "message", None) or exc or type(exc).__name__)
+
+
 def _runs_of(queryset: QuerySet[Any]) -> QuerySet[Run]:
     """Accept a queryset of runs or of outputs (the Output admin shares some actions)."""
     if queryset.model is Run:
@@ -103,7 +108,7 @@ def redeliver_callback(
                 client.redeliver_callback(str(run.runflow_id))
             done += 1
         except Exception as exc:  # RunflowError, ConnectionUnavailable: report and go on
-            failed.append(f"{run.uuid}: {getattr(exc, 'message', None) or type(exc).__name__}")
+            failed.append(f"{run.uuid}: {_reason(exc)}")
     _report(
         modeladmin,
         request,
@@ -189,7 +194,7 @@ def resync_catalog(
         try:
             sync_catalog.enqueue(api_url)
         except Exception as exc:
-            failed.append(f"{api_url}: {getattr(exc, 'message', None) or type(exc).__name__}")
+            failed.append(f"{api_url}: {_reason(exc)}")
     _report(
         modeladmin,
         request,
@@ -222,7 +227,7 @@ def connection_action(
                 function(obj, actor=request.user)
                 done += 1
             except Exception as exc:
-                failed.append(f"{obj}: {getattr(exc, 'message', None) or exc}")
+                failed.append(f"{obj}: {_reason(exc)}")
         _report(modeladmin, request, f"{description}: {done} done.", failed=failed)
         return None
 
