@@ -9,7 +9,7 @@ that have no cost yet) in the site's time zone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from runs.models import Membership, ModelPolicy, Role
@@ -75,13 +75,15 @@ def check_launch(
         if membership.monthly_budget is not None
         else Decimal(0)
     )
-    context = {
-        "estimated_cost": total,
-        "team_spent": team_spent,
-        "team_budget": team.monthly_budget,
-        "member_spent": member_spent,
-        "member_budget": membership.monthly_budget,
-    }
+    # What the decision is based on, shown by the launch form whatever the outcome.
+    base = Decision(
+        allowed=True,
+        estimated_cost=total,
+        team_spent=team_spent,
+        team_budget=team.monthly_budget,
+        member_spent=member_spent,
+        member_budget=membership.monthly_budget,
+    )
     problems = [
         problem
         for problem in (
@@ -91,11 +93,11 @@ def check_launch(
         if problem
     ]
     if problems:
-        return Decision(allowed=False, message=" ".join(problems), **context)
+        return replace(base, allowed=False, message=" ".join(problems))
 
-    notes: list[str] = []
+    notes: tuple[str, ...] = ()
     if total is None:
-        notes.append("The cost of this model cannot be estimated from its price label.")
+        notes = ("The cost of this model cannot be estimated from its price label.",)
     threshold = team.confirm_threshold
     if threshold is not None and total is not None and total > threshold:
         what = "This launch is" if count == 1 else f"These {count} runs are"
@@ -103,10 +105,8 @@ def check_launch(
             f"{what} estimated at {format_usd(total)}, above the team's "
             f"{format_usd(threshold)} confirmation threshold. Launch anyway?"
         )
-        return Decision(
-            allowed=True, needs_confirmation=True, message=message, notes=tuple(notes), **context
-        )
-    return Decision(allowed=True, message=" ".join(notes), notes=tuple(notes), **context)
+        return replace(base, needs_confirmation=True, message=message, notes=notes)
+    return replace(base, message=" ".join(notes), notes=notes)
 
 
 def _policy_refusal(membership: Membership, model_id: str) -> str | None:

@@ -317,9 +317,9 @@ def durations_by_model(
     for mid, duration, rank, total in picked:
         entry = found.setdefault(mid, {"total": total})
         if rank == (total + 1) // 2:
-            entry["median"] = duration
+            entry["median"] = duration or 0
         if rank == (total * 9 + 9) // 10:
-            entry["p90"] = duration
+            entry["p90"] = duration or 0
     result = [
         Durations(mid, e["median"], e["p90"], e["total"])
         for mid, e in found.items()

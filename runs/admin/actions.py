@@ -64,20 +64,14 @@ def poll_now(
     modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Run]
 ) -> None:
     try:
-        from runs.tasks.polling import poll_run
-    except ImportError:
-        return _unavailable(modeladmin, request, "Polling")
-    try:
         from runs.tasks.polling import poll_soon
     except ImportError:
-        poll_soon = None
+        return _unavailable(modeladmin, request, "Polling")
     runs = list(_runs_of(queryset).filter(status__in=IN_FLIGHT))
     skipped = _runs_of(queryset).count() - len(runs)
     for run in runs:
-        if poll_soon is not None:
-            poll_soon(run)
-        else:
-            poll_run.enqueue(run.pk)
+        # Arms the run's one poll chain for now (a duplicate chain would be refused anyway).
+        poll_soon(run)
     _report(modeladmin, request, f"Asked for a poll of {len(runs)} run(s).", skipped, "finished")
 
 

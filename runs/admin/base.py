@@ -58,14 +58,15 @@ class LookaheadPaginator(Paginator):
     of runs a page costs two indexed LIMIT queries instead of a full count.
     """
 
-    def __init__(self, object_list: Any, per_page: int, *, page_number: int = 1) -> None:
-        super().__init__(object_list, per_page)
+    def __init__(self, queryset: QuerySet[Any], per_page: int, *, page_number: int = 1) -> None:
+        super().__init__(queryset, per_page)
+        self._queryset = queryset
         self._page_number = max(page_number, 1)
 
     @cached_property
     def count(self) -> int:  # type: ignore[override]
         offset = (self._page_number - 1) * self.per_page
-        window = self.object_list.values_list("pk", flat=True)[offset : offset + self.per_page + 1]
+        window = self._queryset.values_list("pk", flat=True)[offset : offset + self.per_page + 1]
         return offset + len(list(window))
 
 
@@ -166,12 +167,12 @@ class ConsoleAdmin(admin.ModelAdmin):
             page = 1
         return LookaheadPaginator(queryset, per_page, page_number=page)
 
-    def __init__(self, model: type[Model], admin_site: admin.AdminSite) -> None:
-        super().__init__(model, admin_site)
-        if self.big_table:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.big_table:
             # No second COUNT(*) for "N total", and no "Show all" (it would load the table).
-            self.show_full_result_count = False
-            self.list_max_show_all = self.list_per_page
+            cls.show_full_result_count = False
+            cls.list_max_show_all = cls.list_per_page
 
 
 class ReadOnlyAdmin(ConsoleAdmin):

@@ -191,7 +191,10 @@ class RunAdmin(ReadOnlyAdmin):
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
-        return [name for _, options in self.fieldsets for name in options["fields"]]
+        names: list[str] = []
+        for _, options in self.fieldsets:
+            names.extend(str(name) for name in options["fields"])
+        return names
 
     @admin.display(description="input")
     def input_pretty(self, run: Run) -> str:

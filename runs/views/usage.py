@@ -37,7 +37,7 @@ def usage_page(request: AuthedRequest, team: UUID) -> HttpResponse:
     # so the page itself never waits on Runflow. Viewers only ever see a cached figure.
     can_fetch = membership.has_role(Role.MEMBER)
     balance = _balance(membership.team, can_fetch, fetch=bool(request.GET.get("balance")))
-    if request.htmx and request.GET.get("balance"):
+    if getattr(request, "htmx", False) and request.GET.get("balance"):
         context = {"balance": balance, "team": membership.team}
         return render(request, "teams/usage.html#balance", context)
     period = usage.parse_period(request.GET)
