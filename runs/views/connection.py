@@ -177,11 +177,10 @@ def secret_retire(request: AuthedRequest, team: UUID, secret: UUID) -> HttpRespo
 
 
 def _report_check(request: AuthedRequest, what: str, result: KeyCheck) -> None:
-    org = f" to {result.org_name}" if result.org_name else ""
-    balance = (
-        f", balance {result.balance:.2f} {result.currency}" if result.balance is not None else ""
-    )
-    messages.success(request, f"{what}{org}{balance}.")
+    facts = [f"organization {result.org_name}"] if result.org_name else []
+    if result.balance is not None:
+        facts.append(f"balance {result.balance:.2f} {result.currency}")
+    messages.success(request, f"{what}: {', '.join(facts) or 'Runflow accepted it'}.")
     for warning in result.warnings:
         messages.warning(request, warning)
 
