@@ -1,0 +1,432 @@
+"""Sending saved runs to Runflow: ``submit_run`` and ``submit_batch_chunk`` (R1, R3).
+
+One launch never makes two upstream runs:
+- the run's UUID is its ``client_ref`` and its ``Idempotency-Key``, so a repeated POST is
+  answered with the first run by Runflow itself;
+- an attempt is claimed with a compare-and-set on ``submit_attempts``, so two workers
+  handed the same run do not both send it;
+- whenever an earlier attempt may have reached Runflow (a lost answer, a crash, any
+  attempt after the first), the run is looked up by ``client_ref`` *before* any POST.
+
+A 4xx is final and is applied as a failed run through ``apply_report`` with Runflow's own
+words (422 field errors are kept for "edit and relaunch"); 429, 5xx and connection errors
+are tried again later with a growing delay, a bounded number of times. On a backend that
+cannot defer (the ImmediateBackend used by tests) the retries happen in-process after a
+short sleep, so the same code path is exercised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import F
+from django.tasks import task
+from django.utils import timezone
+
+from runs.models import Batch, BatchChunk, Run, Source, Status
+from runs.runflow.client import RunflowClient
+from runs.runflow.errors import (
+    OutcomeUnknown,
+    OutOfCredit,
+    RateLimited,
+    RunflowError,
+    ValidationFailed,
+)
+from runs.transitions import Report, apply_report, record_delivery
+
+logger = logging.getLogger(__name__)
+
+# Seconds before each retry; the length bounds the attempts (R3). A 429's Retry-After wins
+# when it asks for longer.
+RETRY_DELAYS: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+# Without a deferring backend, retries run in-process: wait only this long between them.
+INLINE_MAX_WAIT = 0.25
+# Replaceable in tests; the worker really sleeps.
+sleep: Callable[[float], None] = time.sleep
+
+DONE, RETRY = "done", "retry"
+
+
+class _Retry(Exception):
+    def __init__(
+        self, message: str, delay: float | None = None, error: RunflowError | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.delay = delay
+        self.error = error
+
+
+def open_client(run_or_batch: Run | Batch) -> RunflowClient:
+    """The team's client for this run's key; ``ConnectionUnavailable`` if there is none.
+
+    The one seam tests replace to give the task a client over ``httpx.MockTransport``.
+    """
+    from runs.connection import client_for_team
+
+    return client_for_team(run_or_batch.team, key=run_or_batch.key)
+
+
+def _health(team: Any, error: RunflowError | None) -> None:
+    """Tell the team's circuit breaker how the call went (R4): an answer about one run (a
+    422, a 402) is a healthy Runflow; 5xx, 429 and lost answers count against it."""
+    from runs.connection import (
+        counts_against_breaker,
+        record_upstream_failure,
+        record_upstream_success,
+    )
+
+    if error is not None and counts_against_breaker(error):
+        record_upstream_failure(team, error.message)
+    else:
+        record_upstream_success(team)
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    try:
+        from runs.connection import ConnectionUnavailable
+    except ImportError:
+        return (ImportError,)
+    return (ConnectionUnavailable,)
+
+
+# ---- single runs ----
+
+
+@task()
+def submit_run(run_id: int) -> str:
+    """Send one pending run; idempotent (a run already accepted is left alone)."""
+    return _with_retries(submit_run, run_id, _attempt_run)
+
+
+def _attempt_run(run_id: int) -> tuple[str, float]:
+    run = Run.objects.select_related("team", "key").filter(pk=run_id).first()
+    if run is None or run.status != Status.PENDING or run.runflow_id is not None:
+        return DONE, 0
+    attempt = run.submit_attempts + 1
+    claimed = Run.objects.filter(
+        pk=run.pk, status=Status.PENDING, submit_attempts=run.submit_attempts
+    ).update(submit_attempts=F("submit_attempts") + 1)
+    if not claimed:
+        return DONE, 0  # another worker holds this attempt
+    try:
+        info, found = _send_run(run, attempt)
+    except _Retry as retry:
+        if attempt >= MAX_ATTEMPTS:
+            _reject(run, "SUBMIT_GAVE_UP", _gave_up(retry.message, attempt))
+            return DONE, 0
+        logger.info("Run %s: attempt %s not accepted (%s); will retry", run.uuid, attempt, retry)
+        return RETRY, _delay(attempt, retry.delay)
+    except RunflowError as error:
+        _reject_error(run, error)
+        return DONE, 0
+    _accept(run, info, found=found)
+    return DONE, 0
+
+
+def _send_run(run: Run, attempt: int) -> tuple[Any, bool]:
+    """The create answer, or the run an earlier attempt made (``True``: found, not created)."""
+    try:
+        client = open_client(run)
+    except _connection_errors() as exc:
+        raise _Retry(str(getattr(exc, "message", exc))) from exc
+    try:
+        with client:
+            result = _create_run(client, run, attempt)
+    except RunflowError as error:
+        _health(run.team, error)
+        raise
+    except _Retry as retry:
+        if retry.error is not None:
+            _health(run.team, retry.error)
+        raise
+    _health(run.team, None)
+    return result
+
+
+def _create_run(client: RunflowClient, run: Run, attempt: int) -> tuple[Any, bool]:
+    # An earlier attempt may have reached Runflow even if we never heard back: look first.
+    if attempt > 1:
+        found = _find(client, run)
+        if found is not None:
+            return found, True
+    try:
+        created = client.create_run(
+            run.model_id,
+            input=run.input,
+            metadata={"run": str(run.uuid), "team": str(run.team.uuid)},
+            callback_url=run.team.callback_url,
+            client_ref=str(run.uuid),
+            idempotency_key=str(run.uuid),
+        )
+    except OutcomeUnknown as unknown:
+        found = _find(client, run)
+        if found is not None:
+            return found, True
+        raise _Retry(unknown.message, error=unknown) from unknown
+    except RateLimited as limited:
+        raise _Retry(limited.message, limited.retry_after, limited) from limited
+    except RunflowError as error:
+        if error.retryable:
+            raise _Retry(error.message, error=error) from error
+        raise
+    return created, False
+
+
+def _find(client: RunflowClient, run: Run) -> Any:
+    """The upstream run carrying our ``client_ref``, if an earlier POST created one."""
+    try:
+        found = client.find_runs(client_ref=str(run.uuid))
+    except RunflowError as error:
+        # Not knowing is not "not there": never POST on a failed lookup.
+        raise _Retry(
+            f"Could not check whether Runflow has the run yet: {error.message}", error=error
+        ) from error
+    return found[0] if found else None
+
+
+def _accept(run: Run, info: Any, *, found: bool = False) -> None:
+    report = Report.from_run_info(info)
+    source = Source.RECONCILE if found else Source.SUBMIT
+    note = "found by client_ref after an unanswered attempt" if found else "create answer"
+    delivery = record_delivery(run, team_id=run.team_id, source=source, report=report, note=note)
+    Run.objects.filter(pk=run.pk, submitted_at__isnull=True).update(submitted_at=timezone.now())
+    apply_report(run, report, source=source, delivery=delivery)
+    start_polling([run])
+
+
+def _reject_error(run: Run, error: RunflowError) -> None:
+    if isinstance(error, ValidationFailed):
+        _reject(run, error.code or "VALIDATION_FAILED", error.message, error.field_errors)
+    elif isinstance(error, OutOfCredit):
+        _reject(run, error.code or "INSUFFICIENT_CREDIT", error.message)
+    else:
+        _reject(run, error.code or f"HTTP_{error.status or 'ERROR'}", error.message)
+
+
+def _reject(
+    run: Run, code: str, message: str, field_errors: dict[str, list[str]] | None = None
+) -> None:
+    """A final refusal: the run fails before it started, the input stays as typed."""
+    report = Report.rejected(code, message, field_errors)
+    delivery = record_delivery(
+        run, team_id=run.team_id, source=Source.SUBMIT, report=report, note=f"refused: {code}"
+    )
+    apply_report(run, report, source=Source.SUBMIT, delivery=delivery)
+
+
+def _gave_up(message: str, attempts: int) -> str:
+    return (
+        f"The run could not be sent to Runflow after {attempts} attempts: {message} "
+        "Nothing was charged for it; launch it again when Runflow is reachable."
+    )
+
+
+# ---- batches ----
+
+
+@task()
+def submit_batch_chunk(chunk_id: int) -> str:
+    """Send one chunk (≤ 100 runs) through POST /v1/models/<id>/batches; idempotent."""
+    return _with_retries(submit_batch_chunk, chunk_id, _attempt_chunk)
+
+
+def _attempt_chunk(chunk_id: int) -> tuple[str, float]:
+    chunk = (
+        BatchChunk.objects.select_related("batch", "batch__team", "batch__key")
+        .filter(pk=chunk_id)
+        .first()
+    )
+    if chunk is None or chunk.state not in ("pending", "retrying"):
+        return DONE, 0
+    runs = list(chunk.runs.order_by("batch_index", "id"))
+    if not runs:
+        BatchChunk.objects.filter(pk=chunk.pk).update(state="empty")
+        return DONE, 0
+    attempt = max(run.submit_attempts for run in runs) + 1
+    claimed = BatchChunk.objects.filter(pk=chunk.pk, state=chunk.state).update(state="sending")
+    if not claimed:
+        return DONE, 0
+    Run.objects.filter(pk__in=[run.pk for run in runs]).update(submit_attempts=attempt)
+    try:
+        info = _send_chunk(chunk, runs, attempt)
+    except _Retry as retry:
+        if attempt >= MAX_ATTEMPTS:
+            _fail_chunk(chunk, runs, "SUBMIT_GAVE_UP", _gave_up(retry.message, attempt))
+            return DONE, 0
+        BatchChunk.objects.filter(pk=chunk.pk).update(state="retrying", error=retry.message)
+        return RETRY, _delay(attempt, retry.delay)
+    except RunflowError as error:
+        code = error.code or f"HTTP_{error.status or 'ERROR'}"
+        errors = error.field_errors if isinstance(error, ValidationFailed) else None
+        _fail_chunk(chunk, runs, code, error.message, errors)
+        return DONE, 0
+    _accept_chunk(chunk, runs, info)
+    return DONE, 0
+
+
+def _send_chunk(chunk: BatchChunk, runs: Sequence[Run], attempt: int) -> Any:
+    batch = chunk.batch
+    try:
+        client = open_client(batch)
+    except _connection_errors() as exc:
+        raise _Retry(str(getattr(exc, "message", exc))) from exc
+    try:
+        with client:
+            result = _create_batch(client, chunk, runs, attempt)
+    except RunflowError as error:
+        _health(batch.team, error)
+        raise
+    except _Retry as retry:
+        if retry.error is not None:
+            _health(batch.team, retry.error)
+        raise
+    _health(batch.team, None)
+    return result
+
+
+def _create_batch(
+    client: RunflowClient, chunk: BatchChunk, runs: Sequence[Run], attempt: int
+) -> Any:
+    batch = chunk.batch
+    if attempt > 1 or chunk.runflow_batch_id:
+        found = _find_chunk(client, chunk, runs)
+        if found is not None:
+            return found
+    try:
+        return client.create_batch(
+            batch.model_id,
+            # Each item names its run, so Runflow's items map back whatever the order.
+            inputs=[{**run.input, "client_ref": str(run.uuid)} for run in runs],
+            metadata={
+                "batch": str(batch.uuid),
+                "team": str(batch.team.uuid),
+                "chunk": chunk.index,
+            },
+            callback_url=batch.team.callback_url,
+            idempotency_key=str(chunk.idempotency_key),
+        )
+    except OutcomeUnknown as unknown:
+        found = _find_chunk(client, chunk, runs)
+        if found is not None:
+            return found
+        raise _Retry(unknown.message, error=unknown) from unknown
+    except RateLimited as limited:
+        raise _Retry(limited.message, limited.retry_after, limited) from limited
+    except RunflowError as error:
+        if error.retryable:
+            raise _Retry(error.message, error=error) from error
+        raise
+
+
+def _find_chunk(client: RunflowClient, chunk: BatchChunk, runs: Sequence[Run]) -> Any:
+    """The batch an earlier attempt created, found through its first item's client_ref."""
+    try:
+        if chunk.runflow_batch_id:
+            return client.get_batch(chunk.runflow_batch_id)
+        found = client.find_runs(client_ref=str(runs[0].uuid))
+        batch_id = next((run.batch_id for run in found if run.batch_id), None)
+        return client.get_batch(batch_id) if batch_id else None
+    except RunflowError as error:
+        raise _Retry(
+            f"Could not check whether Runflow has the batch yet: {error.message}"
+        ) from error
+
+
+def _accept_chunk(chunk: BatchChunk, runs: Sequence[Run], info: Any) -> None:
+    BatchChunk.objects.filter(pk=chunk.pk).update(
+        state="sent", runflow_batch_id=str(info.id), submitted_at=timezone.now(), error=""
+    )
+    by_ref = {str(run.uuid): run for run in runs}
+    by_index = {position: run for position, run in enumerate(runs)}
+    now = timezone.now()
+    for item in info.items or []:
+        run = by_ref.get(item.client_ref or "") or (
+            by_index.get(item.sequence_index) if item.sequence_index is not None else None
+        )
+        if run is None:
+            continue
+        report = Report(
+            status=item.status_code or Status.QUEUED,
+            runflow_id=str(item.run_id) if item.run_id else None,
+        )
+        delivery = record_delivery(
+            run, team_id=run.team_id, source=Source.SUBMIT, report=report, note="batch answer"
+        )
+        apply_report(run, report, source=Source.SUBMIT, delivery=delivery)
+    Run.objects.filter(pk__in=[run.pk for run in runs], submitted_at__isnull=True).update(
+        submitted_at=now
+    )
+    start_polling(runs)
+
+
+def _fail_chunk(
+    chunk: BatchChunk,
+    runs: Sequence[Run],
+    code: str,
+    message: str,
+    field_errors: dict[str, list[str]] | None = None,
+) -> None:
+    BatchChunk.objects.filter(pk=chunk.pk).update(state="failed", error=message)
+    for position, run in enumerate(runs):
+        _reject(run, code, message, _item_errors(field_errors, position))
+
+
+def _item_errors(
+    field_errors: dict[str, list[str]] | None, position: int
+) -> dict[str, list[str]] | None:
+    """A batch 422 names fields as ``<item>.<field>``; keep this item's, by field name."""
+    if not field_errors:
+        return None
+    mine: dict[str, list[str]] = {}
+    for name, messages in field_errors.items():
+        head, _, rest = name.partition(".")
+        if head.isdigit():
+            if int(head) == position and rest:
+                mine.setdefault(rest, []).extend(messages)
+        else:
+            mine.setdefault(name, []).extend(messages)
+    return mine or None
+
+
+# ---- shared: retries and polling ----
+
+
+def _with_retries(
+    this_task: Any, object_id: int, attempt: Callable[[int], tuple[str, float]]
+) -> str:
+    while True:
+        outcome, delay = attempt(object_id)
+        if outcome != RETRY:
+            return outcome
+        if this_task.get_backend().supports_defer:
+            run_after = timezone.now() + timedelta(seconds=delay)
+            this_task.using(run_after=run_after).enqueue(object_id)
+            return "retry scheduled"
+        sleep(min(delay, INLINE_MAX_WAIT))
+
+
+def _delay(attempt: int, asked: float | None) -> float:
+    planned = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
+    return max(planned, min(asked or 0, 600))
+
+
+def start_polling(runs: Sequence[Run]) -> None:
+    """Hand accepted runs to the results pipeline's poller, when it is installed.
+
+    Callbacks usually bring the result; polling is what makes a run finish when they do
+    not (R5). The poller decides its own cadence; this only starts it.
+    """
+    try:
+        from runs.tasks.polling import start_polling as arm_poll
+    except ImportError:
+        return
+    for run in runs:
+        fresh = Run.objects.filter(pk=run.pk).first()
+        if fresh is not None and fresh.is_in_flight and fresh.runflow_id is not None:
+            arm_poll(fresh)
