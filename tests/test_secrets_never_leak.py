@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import string
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from django.db import connection
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.views.debug import ExceptionReporter, technical_500_response
+from hypothesis import given
+from hypothesis import strategies as st
 
-from runs.models import CallbackSecret, RunflowKey
+from runs.models import CallbackSecret, RunflowKey, mask_secret
 from runs.views import connection as connection_views
 from tests.conftest import Cast
 from tests.connection_support import (  # noqa: F401 (fixture)
@@ -204,3 +207,28 @@ def test_the_report_would_show_an_unprotected_local(cast: Cast) -> None:
     except RuntimeError:
         exc_info = sys.exc_info()
     assert "SENTINELplaintext" in ExceptionReporter(request, *exc_info).get_traceback_text()
+
+
+# ---- masking: the known prefix and the last four characters, never more ----
+
+URLSAFE = string.ascii_letters + string.digits + "-_"
+
+
+@given(
+    prefix=st.sampled_from(["rf_live_", "rf_svc_", "whsec_", "", "sk_live_"]),
+    body=st.text(alphabet=URLSAFE, min_size=9, max_size=80),
+)
+def test_masking_shows_only_a_known_prefix_and_four_characters(prefix: str, body: str) -> None:
+    plain = prefix + body
+    masked = mask_secret(plain)
+    shown_prefix, _, tail = masked.partition("…")
+    assert tail == plain[-4:]
+    assert shown_prefix in ("rf_live_", "rf_svc_", "whsec_", "")
+    assert plain.startswith(shown_prefix)
+    assert len(masked) <= len(shown_prefix) + 5
+
+
+def test_masking_a_secret_with_underscores_in_its_body() -> None:
+    assert mask_secret("whsec_Ab_cdefghij_klmn_opqr") == "whsec_…opqr"
+    assert mask_secret("rf_live_a_b_c_d_e_f_g_h") == "rf_live_…_g_h"
+    assert mask_secret("tiny") == "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -167,10 +168,17 @@ class Invitation(models.Model):
         return self.used_at is None and self.revoked_at is None and self.expires_at > timezone.now()
 
 
+# Known public prefixes only: a prefix read off the value itself ("up to the last _") would
+# show most of a random body that happens to contain underscores.
+_SECRET_PREFIX = re.compile(r"rf_[a-z]{2,8}_|whsec_")
+
+
 def mask_secret(plain: str) -> str:
-    """``rf_live_…abcd``: the prefix before the last underscore and the last four (S4)."""
-    prefix = plain.rsplit("_", 1)[0] + "_" if "_" in plain[:12] else ""
-    return f"{prefix}…{plain[-4:]}" if len(plain) > 8 else "…"
+    """``rf_live_…abcd``: the known prefix and the last four characters, nothing else (S4)."""
+    if len(plain) <= 8:
+        return "…"
+    prefix = _SECRET_PREFIX.match(plain)
+    return f"{prefix.group(0) if prefix else ''}…{plain[-4:]}"
 
 
 class RunflowKey(models.Model):
