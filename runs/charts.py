@@ -170,13 +170,13 @@ def bar_chart(
     title: str,
     fmt: Formatter,
     tones: Sequence[str] | None = None,
-    width: int = 720,
+    width: int = 480,
     limit: int = 12,
 ) -> BarChart:
     """Horizontal bars, largest first as given (e.g. spend per model or per member)."""
     shown = list(rows)[:limit]
-    bar_h, gap, plot_left = 22, 10, 220
-    value_room = 90
+    bar_h, gap, plot_left = 20, 8, 176
+    value_room = 72
     plot_w = width - plot_left - value_room
     peak = max((float(v) for _, v in shown), default=0.0)
     bars = []
@@ -188,7 +188,7 @@ def bar_chart(
                 y=y,
                 text_y=y + bar_h / 2 + 5,
                 label=label,
-                short_label=_short(label),
+                short_label=_short(label, 24),
                 width=_r(w),
                 value_label=fmt(float(value)),
                 value_x=_r(plot_left + w + 6),

@@ -339,7 +339,7 @@ def test_bar_chart_scales_to_the_largest_and_shortens_long_labels() -> None:
     chart = charts.bar_chart([(long_id, 10), ("b", 5)], title="t", fmt=str)
     assert chart.bars[0].width == chart.track_width
     assert chart.bars[1].width == chart.track_width / 2
-    assert chart.bars[0].short_label.startswith("…") and len(chart.bars[0].short_label) <= 28
+    assert chart.bars[0].short_label.startswith("…") and len(chart.bars[0].short_label) <= 24
     assert chart.bars[0].title.startswith(long_id)
 
 

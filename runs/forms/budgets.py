@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -24,7 +25,16 @@ def _money_field(label: str, help_text: str = MONEY_HELP) -> forms.DecimalField:
     )
 
 
-class TeamBudgetForm(forms.ModelForm):
+class _MoneyForm(forms.ModelForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Stored with four decimals; shown as dollars and cents.
+        for name, value in list(self.initial.items()):
+            if isinstance(value, Decimal):
+                self.initial[name] = value.quantize(Decimal("0.01"))
+
+
+class TeamBudgetForm(_MoneyForm):
     monthly_budget = _money_field("Team monthly budget")
     confirm_threshold = _money_field(
         "Ask for confirmation above",
@@ -36,7 +46,7 @@ class TeamBudgetForm(forms.ModelForm):
         fields = ["monthly_budget", "confirm_threshold"]
 
 
-class MemberBudgetForm(forms.ModelForm):
+class MemberBudgetForm(_MoneyForm):
     monthly_budget = _money_field("Monthly budget")
 
     class Meta:
