@@ -94,8 +94,7 @@ def add_output(
         content_type=content_type,
         width=6 if kind == "image" else None,
         height=4 if kind == "image" else None,
-        archive_state=ArchiveState.ARCHIVED if archived else ArchiveState.PENDING,
-        **fields,
+        **{"archive_state": ArchiveState.ARCHIVED if archived else ArchiveState.PENDING, **fields},
     )
     if archived:
         body = data if data is not None else tiny_png()

@@ -78,7 +78,7 @@ def money(value: object) -> str:
     if not amount.is_finite():
         return "—"
     # Small generation costs need more than two decimals to mean anything; never more than 4.
-    places = 2 if abs(amount) >= Decimal("0.1") or amount == 0 else 4
+    places = 2 if abs(amount) >= 1 or amount == 0 else 4
     text = f"{amount:,.{places}f}"
     if places == 4:
         text = text.rstrip("0")

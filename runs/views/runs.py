@@ -173,7 +173,7 @@ def _poll_url(run: Run, regions: dict[str, Any], logs_seen: int) -> str:
         "logs": str(logs_seen),
         "v": ".".join(regions["digests"][k] for k in ("run", "steps", "outputs", "deliveries")),
     }
-    return "?" + urlencode(query)
+    return reverse("runs:run", args=[run.team.uuid, run.uuid]) + "?" + urlencode(query)
 
 
 def _run_context(request: WorkspaceRequest, membership: Membership, run: Run) -> dict[str, Any]:
@@ -263,7 +263,12 @@ def star(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
     if not deleted:
         Star.objects.get_or_create(user=request.user, run=run_obj)
     if request.htmx:
-        context = {"team": membership.team, "run": run_obj, "starred": not deleted}
+        context = {
+            "team": membership.team,
+            "membership": membership,
+            "run": run_obj,
+            "starred": not deleted,
+        }
         return render(request, "runs/_star.html", context)
     return _back(request, reverse("runs:run", args=[membership.team.uuid, run_obj.uuid]))
 
