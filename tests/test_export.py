@@ -41,7 +41,7 @@ API = "https://api.runflow.io"
 TRICKY_PROMPTS = [
     'a "quoted", comma, separated\nmulti-line prompt',
     "émoji 🎨 and ünïcode — ok",
-    "=HYPERLINK(\"http://evil\")",
+    '=HYPERLINK("http://evil")',
     "-2+3 starts like a formula",
     "",
 ]
@@ -166,7 +166,7 @@ def test_csv_cells_never_start_a_formula(cast: Cast, history: list[Run]) -> None
     for row in rows:
         for cell in row:
             assert not cell.startswith(("=", "+", "-", "@")), cell
-    assert any(cell == "'=HYPERLINK(\"http://evil\")" for row in rows for cell in row)
+    assert any(cell == '\'=HYPERLINK("http://evil")' for row in rows for cell in row)
 
 
 def test_archived_outputs_link_to_our_copy(cast: Cast) -> None:
