@@ -189,3 +189,51 @@ def test_refused_changes_write_nothing(cast: Cast) -> None:
     cast.team.refresh_from_db()
     assert cast.team.monthly_budget is None
     assert not ModelPolicy.objects.exists()
+
+
+def test_keys_connected_and_revoked_are_recorded(cast: Cast) -> None:
+    connection = pytest.importorskip("runs.connection")
+    key, _ = connection.connect_key(
+        cast.team,
+        label="Production",
+        api_url="https://api.runflow.io",
+        plain="rf_live_AuditKeyValue00001234",
+        actor=cast.admin,
+        check=False,
+    )
+    connection.revoke_key(key, actor=cast.admin)
+    entries = AuditEntry.objects.filter(team=cast.team).order_by("id")
+    assert [e.action for e in entries] == ["connection.key_connected", "connection.key_revoked"]
+    assert all(e.actor == cast.admin and e.target == "Production" for e in entries)
+    assert "AuditKeyValue" not in str([e.detail for e in entries])  # masked only
+
+
+def test_callback_secrets_added_rotated_and_retired_are_recorded(cast: Cast) -> None:
+    connection = pytest.importorskip("runs.connection")
+    first = connection.paste_secret(cast.team, "whsec_FirstSecretValue0001", actor=cast.admin)
+    connection.paste_secret(cast.team, "whsec_SecondSecretValue002", actor=cast.admin)
+    connection.retire_secret(first, actor=cast.admin)
+    assert actions(cast) == [
+        "connection.secret_pasted",
+        "connection.secret_rotated",
+        "connection.secret_retired",
+    ]
+    details = str(list(AuditEntry.objects.values_list("target", "detail")))
+    assert "FirstSecretValue" not in details and "SecondSecretValue" not in details
+
+
+def test_share_links_created_and_revoked_are_recorded(cast: Cast) -> None:
+    from runs.models import Run, ShareLink
+
+    run = Run.objects.create(team=cast.team, api_url="https://api.runflow.io", model_id="a/b")
+    client = cast.client_for("member")
+    client.post(
+        reverse("runs:share_create", args=[cast.team.uuid]),
+        {"runs": [str(run.uuid)], "title": "For the client", "expires": "7"},
+    )
+    link = ShareLink.objects.get(team=cast.team)
+    client.post(reverse("runs:share_revoke", args=[cast.team.uuid, link.token]))
+    assert actions(cast) == ["share.created", "share.revoked"]
+    created = AuditEntry.objects.get(action="share.created")
+    assert created.actor == cast.member and created.target == "For the client"
+    assert link.token not in str(created.detail)
