@@ -33,6 +33,7 @@ from runs.forms.inputs import (
     split_urls,
     to_text,
 )
+from runs.runflow.schemas import is_model_id
 
 # Runflow's asset upload takes files up to 50 MiB (RUNFLOW_API.md).
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -44,7 +45,8 @@ MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(?:/[A-Za-z0-9][A-Za-z0-9
 
 def clean_model_id(value: str) -> str:
     value = value.strip().strip("/")
-    if not value or len(value) > 300 or not MODEL_ID_RE.match(value) or ".." in value:
+    ok = MODEL_ID_RE.match(value) and is_model_id(value) and ".." not in value
+    if not value or len(value) > 300 or not ok:
         raise forms.ValidationError(
             "A model id is a slash path such as google/nano-banana-pro "
             "(letters, digits, dots, dashes and underscores)."
