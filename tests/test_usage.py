@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import threading
 import types
@@ -347,3 +349,15 @@ def test_stack_chart_shares() -> None:
     chart = charts.stack_chart([("ok", 3, "ok"), ("bad", 1, "bad"), ("none", 0, "x")], title="t")
     assert [s.share for s in chart.segments] == ["75%", "25%"]
     assert sum(s.width for s in chart.segments) == pytest.approx(chart.width)
+
+
+def test_usage_page_links_the_export_of_its_period(cast: Cast) -> None:
+    inside = run(cast.team, created_by=cast.member, created_at=days_ago(3))
+    outside = run(cast.team, created_by=cast.member, created_at=days_ago(40))
+    client = cast.client_for("viewer")
+    page = client.get(reverse("runs:usage", args=[cast.team.uuid]), {"period": "7d"})
+    link = re.search(r'href="([^"]*/runs/export\.json\?[^"]*)"', page.content.decode())
+    assert link is not None
+    response = client.get(link.group(1).replace("&amp;", "&"))
+    exported = {row["id"] for row in json.loads(b"".join(response.streaming_content))}
+    assert exported == {str(inside.uuid)} and str(outside.uuid) not in exported
