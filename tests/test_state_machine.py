@@ -11,6 +11,7 @@ Whatever the interleaving, after every step:
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any
 
@@ -194,7 +195,7 @@ def test_any_interleaving_keeps_the_invariants(cast: Cast) -> None:
     run_state_machine_as_test(
         RunLifecycle,
         settings=settings(
-            max_examples=30,
+            max_examples=int(os.environ.get("STATE_MACHINE_EXAMPLES", "20")),
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
