@@ -377,3 +377,145 @@ def test_submit_task_is_what_the_launch_enqueues_after_commit(
     finally:
         task_enqueued.disconnect(record)
     assert (submit_run.name, (Run.objects.get().pk,)) in seen
+
+
+# ---- against the live sandbox: the ledger proves one launch, one upstream run ----
+
+
+@pytest.fixture
+def on_sandbox(cast: Cast, sandbox_faults: Any, settings: Any, monkeypatch: Any) -> Any:
+    """The cast's team connected to the live sandbox, with a short read timeout so a hang
+    on create turns into a lost answer (OutcomeUnknown) in about a second."""
+    import httpx
+
+    from runs.connection import keys as connection_keys
+    from runs.runflow import RunflowClient
+
+    settings.SANDBOX_URL = sandbox_faults.url
+    settings.SANDBOX_ENABLED = True
+    short = httpx.Timeout(connect=2.0, read=1.0, write=2.0, pool=2.0)
+
+    def client(base_url: str, api_key: str, **options: Any) -> RunflowClient:
+        options.setdefault("timeout", short)
+        options.setdefault("sleep", lambda seconds: None)
+        return RunflowClient(base_url, api_key, **options)
+
+    monkeypatch.setattr(connection_keys, "RunflowClient", client)
+    monkeypatch.setattr("runs.tasks.submit.sleep", lambda seconds: None)
+
+    def connect_to(key: str) -> None:
+        from runs.connection import connect_key, paste_secret
+
+        connect_key(
+            cast.team,
+            label="Sandbox",
+            api_url=sandbox_faults.url,
+            plain=key,
+            make_default=True,
+            check=False,
+        )
+        paste_secret(cast.team, "whsec_SandboxTestSecret0123456789")
+
+    return sandbox_faults, connect_to
+
+
+SANDBOX_MODEL = "google/nano-banana-pro"
+ACCEPTED = {Status.QUEUED, Status.DISPATCHING, Status.RUNNING, Status.SUCCEEDED}
+
+
+def sandbox_launch(cast: Cast, capture: Any, token: uuid.UUID, **fields: Any) -> Any:
+    from runs.models import RunflowModel
+
+    if not RunflowModel.objects.filter(model_id=SANDBOX_MODEL).exists():
+        from runs import catalog
+        from runs.connection import client_for_team
+
+        with client_for_team(cast.team) as client:  # just this model's entry, not a full sync
+            catalog._upsert(client.base_url, client.get_model(SANDBOX_MODEL), covers=False)
+    return post_launch(
+        cast.client_for("member"), launch_url(cast, SANDBOX_MODEL), capture, token, **fields
+    )
+
+
+@pytest.mark.sandbox
+def test_sandbox_double_submit_makes_one_upstream_run(
+    cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    sandbox, connect_to = on_sandbox
+    key = sandbox.new_key()
+    connect_to(key)
+    token = uuid.uuid4()
+    first = sandbox_launch(cast, django_capture_on_commit_callbacks, token)
+    second = sandbox_launch(cast, django_capture_on_commit_callbacks, token)
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"]
+    run = Run.objects.get()
+    assert run.status in ACCEPTED
+    created = sandbox.ledger(key)["runs"]
+    assert [entry["client_ref"] for entry in created] == [str(run.uuid)]
+    assert created[0]["idempotency_key"] == str(run.uuid)
+
+
+@pytest.mark.sandbox
+def test_sandbox_timeout_on_create_is_reconciled_not_duplicated(
+    cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    sandbox, connect_to = on_sandbox
+    key = sandbox.new_key()
+    connect_to(key)
+    sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="warm up")
+    sandbox.set_faults(hang={"seconds": 2, "next": 1})  # the run is made, the answer is late
+    sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="a slow fox")
+    run = Run.objects.get(input__prompt="a slow fox")
+    # Accepted (by the time it is found the sandbox may even have finished it).
+    assert run.status in ACCEPTED and run.runflow_id is not None
+    mine = [e for e in sandbox.ledger(key)["runs"] if e["client_ref"] == str(run.uuid)]
+    assert len(mine) == 1  # found by client_ref after the timeout, never created twice
+    assert str(run.runflow_id) == mine[0]["run_id"]
+    assert run.deliveries.get().source == "reconcile"
+
+
+@pytest.mark.sandbox
+def test_sandbox_out_of_credit_is_shown_plainly(
+    cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    sandbox, connect_to = on_sandbox
+    key = sandbox.new_key("nocredit")
+    connect_to(key)
+    sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="a poor fox")
+    run = Run.objects.get()
+    assert run.status == Status.FAILED and run.failure_code.startswith("INSUFFICIENT_CREDIT")
+    assert run.input["prompt"] == "a poor fox"
+    page = cast.client_for("member").get(run.get_absolute_url()).content.decode()
+    assert "out of credit" in page
+    assert sandbox.ledger(key)["runs"] == []
+
+
+@pytest.mark.sandbox
+def test_sandbox_422_maps_back_to_the_field(
+    cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from runs.models import RunflowModel
+
+    sandbox, connect_to = on_sandbox
+    connect_to(sandbox.new_key())
+    sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="warm up")
+    # Our catalog is older than the model: it still lets a retired aspect ratio through.
+    model = RunflowModel.objects.get(model_id=SANDBOX_MODEL)
+    for item in model.inputs:
+        if item["name"] == "aspect_ratio":
+            item["validator_attrs"]["choices"].append("7:3")
+    model.save()
+    sandbox_launch(
+        cast,
+        django_capture_on_commit_callbacks,
+        uuid.uuid4(),
+        prompt="a wide fox",
+        aspect_ratio="7:3",
+    )
+    run = Run.objects.get(input__prompt="a wide fox")
+    assert run.status == Status.FAILED
+    assert "aspect_ratio" in run.field_errors
+    edit = cast.client_for("member").get(f"{launch_url(cast, SANDBOX_MODEL)}?from={run.uuid}")
+    html = edit.content.decode()
+    assert "a wide fox" in html and "Runflow said:" in html
