@@ -35,13 +35,23 @@ def test_health_needs_no_key(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "Bearer nope", "Bearer rf_live_short", "Basic rf_live_abcdefgh12", "Bearer rf_test_abcdefgh12"],
+    [
+        None,
+        "Bearer nope",
+        "Bearer rf_live_short",
+        "Basic rf_live_abcdefgh12",
+        "Bearer rf_test_abcdefgh12",
+    ],
 )
 def test_missing_or_malformed_key_gets_401_envelope(sandbox: Sandbox, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
     response = httpx.get(f"{sandbox.url}/v1/auth/me", headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"code": "UNAUTHORIZED", "message": response.json()["message"], "errors": None}
+    assert response.json() == {
+        "code": "UNAUTHORIZED",
+        "message": response.json()["message"],
+        "errors": None,
+    }
 
 
 def test_each_key_is_its_own_org(sandbox: Sandbox) -> None:
@@ -66,7 +76,9 @@ def test_balance_is_decimal_strings_and_goes_down_with_spending(sandbox: Sandbox
         before = client.get("/v1/billing/balance").json()
         assert re.fullmatch(r"\d+\.\d{2,4}", before["balance"])
         assert re.fullmatch(r"\d+\.\d{2,4}", before["low_balance_threshold"])
-        run = create(client, "black-forest-labs/flux-2-pro", {"prompt": "a cat", "width": 256, "height": 256})
+        run = create(
+            client, "black-forest-labs/flux-2-pro", {"prompt": "a cat", "width": 256, "height": 256}
+        )
         done = sandbox.wait_for(key, run["id"])
         after = client.get("/v1/billing/balance").json()
     assert done["cost"] == "0.04"
@@ -109,8 +121,16 @@ def test_models_list_pages_with_limit_and_cursor(sandbox: Sandbox) -> None:
         assert client.get("/v1/models", params={"pq": "garbage!"}).status_code == 422
     assert seen == ids and len(ids) >= 10
     assert set(everything) == {"items", "first", "next", "previous"}
-    assert [m["id"] for m in back["items"]] == ids[len(ids) - len(page["items"]) - 4 : len(ids) - len(page["items"])]
-    for required in (IMAGE, "black-forest-labs/flux-2-pro", VIDEO, SOLUTION, "google/nano-banana-pro/edit"):
+    assert [m["id"] for m in back["items"]] == ids[
+        len(ids) - len(page["items"]) - 4 : len(ids) - len(page["items"])
+    ]
+    for required in (
+        IMAGE,
+        "black-forest-labs/flux-2-pro",
+        VIDEO,
+        SOLUTION,
+        "google/nano-banana-pro/edit",
+    ):
         assert required in ids
 
 
@@ -126,7 +146,14 @@ def test_model_has_realistic_inputs_price_cover_and_examples(sandbox: Sandbox) -
     assert inputs["num_images"]["validator_attrs"] == {"min": 1, "max": 4}
     assert inputs["enable_web_search"]["variable_type_code"] == "boolean"
     assert [i["sort_order"] for i in model["inputs"]] == list(range(len(model["inputs"])))
-    for name in ("name", "display_name", "description", "default_value", "validator_code", "is_featured"):
+    for name in (
+        "name",
+        "display_name",
+        "description",
+        "default_value",
+        "validator_code",
+        "is_featured",
+    ):
         assert name in inputs["resolution"]
     assert model["examples"] and model["examples"][0]["input"]["prompt"]
     assert cover.status_code == 200 and cover.headers["content-type"] == "image/png"
@@ -149,9 +176,13 @@ def test_deep_model_ids_resolve_and_unknown_ones_are_404(sandbox: Sandbox) -> No
         assert client.get(f"/v1/models/{VIDEO}").json()["id"] == VIDEO
         missing = client.get("/v1/models/acme/nothing/v9")
         create_missing = client.post("/v1/models/acme/nothing/v9/runs", json={"input": {}})
-        retired = client.post("/v1/models/black-forest-labs/flux-1.1-pro/runs", json={"input": {"prompt": "a cat"}})
+        retired = client.post(
+            "/v1/models/black-forest-labs/flux-1.1-pro/runs", json={"input": {"prompt": "a cat"}}
+        )
     assert missing.status_code == 404 and missing.json()["code"] == "MODEL_UNAVAILABLE"
-    assert create_missing.status_code == 404 and create_missing.json()["code"] == "MODEL_UNAVAILABLE"
+    assert (
+        create_missing.status_code == 404 and create_missing.json()["code"] == "MODEL_UNAVAILABLE"
+    )
     assert retired.status_code == 404 and retired.json()["code"] == "MODEL_UNAVAILABLE"
 
 
@@ -167,29 +198,53 @@ def test_invalid_input_gets_422_with_one_error_per_field(sandbox: Sandbox) -> No
         "surprise": 1,
     }
     with sandbox.api(sandbox.new_key()) as client:
-        response = client.post(f"/v1/models/{IMAGE}/runs", json={"input": bad, "client_ref": "x" * 300})
+        response = client.post(
+            f"/v1/models/{IMAGE}/runs", json={"input": bad, "client_ref": "x" * 300}
+        )
         no_input = client.post(f"/v1/models/{IMAGE}/runs", json={"metadata": {}})
-        not_json = client.post(f"/v1/models/{IMAGE}/runs", content=b"{nope", headers={"Content-Type": "application/json"})
+        not_json = client.post(
+            f"/v1/models/{IMAGE}/runs",
+            content=b"{nope",
+            headers={"Content-Type": "application/json"},
+        )
     assert response.status_code == 422
     body = response.json()
     assert body["code"] == "VALIDATION_ERROR" and body["message"]
     fields = {e["loc"][-1]: e["msg"] for e in body["errors"]}
-    assert set(fields) == {"prompt", "resolution", "num_images", "enable_web_search", "aspect_ratio", "surprise", "client_ref"}
+    assert set(fields) == {
+        "prompt",
+        "resolution",
+        "num_images",
+        "enable_web_search",
+        "aspect_ratio",
+        "surprise",
+        "client_ref",
+    }
     assert fields["prompt"] == "Field required"
     assert "4" in fields["num_images"]
-    assert all(e["loc"][:2] == ["body", "input"] for e in body["errors"] if e["loc"][-1] != "client_ref")
+    assert all(
+        e["loc"][:2] == ["body", "input"] for e in body["errors"] if e["loc"][-1] != "client_ref"
+    )
     assert no_input.status_code == 422 and not_json.status_code == 400
 
 
 def test_number_bounds_json_and_image_inputs_are_checked(sandbox: Sandbox) -> None:
     with sandbox.api(sandbox.new_key()) as client:
-        flux = client.post("/v1/models/black-forest-labs/flux-2-pro/runs",
-                           json={"input": {"prompt": "a cat", "width": 4096, "guidance": 0.5}})
-        recraft = client.post("/v1/models/recraft/v3/runs", json={"input": {"prompt": "a cat", "colors": "red"}})
-        edit = client.post("/v1/models/google/nano-banana-pro/edit/runs",
-                           json={"input": {"prompt": "fix it", "image_urls": ["ftp://x/y.png"]}})
-        empty = client.post("/v1/models/google/nano-banana-pro/edit/runs",
-                            json={"input": {"prompt": "fix it", "image_urls": []}})
+        flux = client.post(
+            "/v1/models/black-forest-labs/flux-2-pro/runs",
+            json={"input": {"prompt": "a cat", "width": 4096, "guidance": 0.5}},
+        )
+        recraft = client.post(
+            "/v1/models/recraft/v3/runs", json={"input": {"prompt": "a cat", "colors": "red"}}
+        )
+        edit = client.post(
+            "/v1/models/google/nano-banana-pro/edit/runs",
+            json={"input": {"prompt": "fix it", "image_urls": ["ftp://x/y.png"]}},
+        )
+        empty = client.post(
+            "/v1/models/google/nano-banana-pro/edit/runs",
+            json={"input": {"prompt": "fix it", "image_urls": []}},
+        )
     assert {e["loc"][-1] for e in flux.json()["errors"]} == {"width", "guidance"}
     assert recraft.json()["errors"][0]["loc"][-1] == "colors"
     assert "HTTP(S)" in edit.json()["errors"][0]["msg"]
@@ -199,7 +254,9 @@ def test_number_bounds_json_and_image_inputs_are_checked(sandbox: Sandbox) -> No
 def test_run_moves_through_the_lifecycle_with_logs(sandbox: Sandbox) -> None:
     key = sandbox.new_key()
     with sandbox.api(key) as client:
-        run = create(client, IMAGE, {"prompt": "a lighthouse"}, metadata={"run": "ours"}, client_ref="ref-1")
+        run = create(
+            client, IMAGE, {"prompt": "a lighthouse"}, metadata={"run": "ours"}, client_ref="ref-1"
+        )
         assert run["status_code"] == "queued"
         assert uuid.UUID(run["id"]).version == 7
         seen = {run["status_code"]}
@@ -222,16 +279,32 @@ def test_statuses_list_every_status(sandbox: Sandbox) -> None:
     with sandbox.api(sandbox.new_key()) as client:
         items = client.get("/v1/runs/statuses").json()["items"]
     assert [i["code"] for i in items] == [
-        "queued", "dispatching", "running", "succeeded", "failed", "canceled", "partial_succeeded",
+        "queued",
+        "dispatching",
+        "running",
+        "succeeded",
+        "failed",
+        "canceled",
+        "partial_succeeded",
     ]
 
 
 def test_multi_step_model_reports_node_runs(sandbox: Sandbox) -> None:
     key = sandbox.new_key()
     with sandbox.api(key) as client:
-        run = create(client, SOLUTION, {"image_url": "https://example.com/a.png", "prompt": "the tag",
-                                        "config": {"mask_dilation": 8}})
-        assert run["nodes_total"] == 4 and [n["state_code"] for n in run["node_runs"]] == ["queued"] * 4
+        run = create(
+            client,
+            SOLUTION,
+            {
+                "image_url": "https://example.com/a.png",
+                "prompt": "the tag",
+                "config": {"mask_dilation": 8},
+            },
+        )
+        assert (
+            run["nodes_total"] == 4
+            and [n["state_code"] for n in run["node_runs"]] == ["queued"] * 4
+        )
         mid = sandbox.wait_for(key, run["id"], until=("running",))
         done = sandbox.wait_for(key, run["id"])
         nodes = client.get(f"/v1/runs/{run['id']}/node-runs").json()
@@ -255,7 +328,9 @@ def test_search_runs_by_client_ref_sorted_and_paged(sandbox: Sandbox) -> None:
         found = client.get("/v1/runs", params={"q": "client_ref.EQ:'alpha'"}).json()
         colon = client.get("/v1/runs", params={"q": "client_ref:beta"}).json()
         oldest = client.get("/v1/runs", params={"sort_by": "created_at:asc", "limit": 1}).json()
-        following = client.get("/v1/runs", params={"sort_by": "created_at:asc", "limit": 1, "pq": oldest["next"]}).json()
+        following = client.get(
+            "/v1/runs", params={"sort_by": "created_at:asc", "limit": 1, "pq": oldest["next"]}
+        ).json()
         projected = client.get("/v1/runs", params={"fields": "id,status_code"}).json()
         bad = client.get("/v1/runs", params={"q": "prompt.EQ:'x'"})
     assert [r["id"] for r in found["items"]] == [third["id"], first["id"]]
@@ -284,8 +359,12 @@ def test_another_orgs_run_is_404(sandbox: Sandbox) -> None:
 def test_feedback_is_set_and_cleared(sandbox: Sandbox) -> None:
     with sandbox.api(sandbox.new_key()) as client:
         run = create(client, IMAGE, {"prompt": "x y z"})
-        set_ = client.patch(f"/v1/runs/{run['id']}/feedback", json={"is_positive": False, "reason": "blurry"}).json()
-        cleared = client.patch(f"/v1/runs/{run['id']}/feedback", json={"is_positive": None, "reason": None}).json()
+        set_ = client.patch(
+            f"/v1/runs/{run['id']}/feedback", json={"is_positive": False, "reason": "blurry"}
+        ).json()
+        cleared = client.patch(
+            f"/v1/runs/{run['id']}/feedback", json={"is_positive": None, "reason": None}
+        ).json()
         bad = client.patch(f"/v1/runs/{run['id']}/feedback", json={"is_positive": "no"})
     assert (set_["feedback_is_positive"], set_["feedback_reason"]) == (False, "blurry")
     assert (cleared["feedback_is_positive"], cleared["feedback_reason"]) == (None, None)
@@ -296,16 +375,23 @@ def test_admin_cancellation(sandbox: Sandbox) -> None:
     key = sandbox.new_key()
     with sandbox.api(key) as client, sandbox.api(sandbox.new_key(admin=True)) as admin:
         run = create(client, VIDEO, {"prompt": "slow waves [slow]"})
-        refused = client.post(f"/v1/admin/runs/{run['id']}/cancellation", json={"reason": "stop it"})
+        refused = client.post(
+            f"/v1/admin/runs/{run['id']}/cancellation", json={"reason": "stop it"}
+        )
         short = admin.post(f"/v1/admin/runs/{run['id']}/cancellation", json={"reason": "no"})
-        cancelled = admin.post(f"/v1/admin/runs/{run['id']}/cancellation", json={"reason": "stop it"})
+        cancelled = admin.post(
+            f"/v1/admin/runs/{run['id']}/cancellation", json={"reason": "stop it"}
+        )
         again = admin.post(f"/v1/admin/runs/{run['id']}/cancellation", json={"reason": "stop it"})
         missing = admin.post(f"/v1/admin/runs/{uuid.uuid4()}/cancellation", json={})
         seen_by_owner = client.get(f"/v1/runs/{run['id']}").json()
     assert refused.status_code == 403 and refused.json()["code"] == "PERMISSION_DENIED"
     assert short.status_code == 422
     assert cancelled.status_code == 201 and cancelled.json()["status_code"] == "canceled"
-    assert again.status_code == 200 and again.json()["completed_at"] == cancelled.json()["completed_at"]
+    assert (
+        again.status_code == 200
+        and again.json()["completed_at"] == cancelled.json()["completed_at"]
+    )
     assert missing.status_code == 404
     assert seen_by_owner["status_code"] == "canceled" and seen_by_owner["output"] is None
     assert any("stop it" in log["message"] for log in seen_by_owner["logs"])
@@ -318,12 +404,21 @@ def test_idempotency_key_replays_the_first_answer(sandbox: Sandbox) -> None:
     key = sandbox.new_key()
     body = {"input": {"prompt": "same"}, "client_ref": "idem"}
     with sandbox.api(key) as client:
-        first = client.post(f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "k-1"})
+        first = client.post(
+            f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "k-1"}
+        )
         reordered = {"client_ref": "idem", "input": {"prompt": "same"}}
-        second = client.post(f"/v1/models/{IMAGE}/runs", json=reordered, headers={"Idempotency-Key": "k-1"})
-        other = client.post(f"/v1/models/{IMAGE}/runs", json={"input": {"prompt": "different"}},
-                            headers={"Idempotency-Key": "k-1"})
-        fresh = client.post(f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "k-2"})
+        second = client.post(
+            f"/v1/models/{IMAGE}/runs", json=reordered, headers={"Idempotency-Key": "k-1"}
+        )
+        other = client.post(
+            f"/v1/models/{IMAGE}/runs",
+            json={"input": {"prompt": "different"}},
+            headers={"Idempotency-Key": "k-1"},
+        )
+        fresh = client.post(
+            f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "k-2"}
+        )
         found = client.get("/v1/runs", params={"q": "client_ref.EQ:'idem'"}).json()["items"]
     assert first.status_code == second.status_code == 201
     assert second.content == first.content and second.headers["Idempotent-Replayed"] == "true"
@@ -351,25 +446,44 @@ def test_batch_create_get_and_items(sandbox: Sandbox) -> None:
     inputs = [{"prompt": f"shoe {n}", "client_ref": f"sku-{n}"} for n in range(3)]
     inputs[1]["prompt"] += " [fail]"
     with sandbox.api(key) as client:
-        created = client.post(f"/v1/models/{IMAGE}/batches", json={"input": inputs, "metadata": {"b": 1}},
-                              headers={"Idempotency-Key": "batch-1"})
-        replay = client.post(f"/v1/models/{IMAGE}/batches", json={"input": inputs, "metadata": {"b": 1}},
-                             headers={"Idempotency-Key": "batch-1"})
-        conflict = client.post(f"/v1/models/{IMAGE}/batches", json={"input": inputs[:1]},
-                               headers={"Idempotency-Key": "batch-1"})
+        created = client.post(
+            f"/v1/models/{IMAGE}/batches",
+            json={"input": inputs, "metadata": {"b": 1}},
+            headers={"Idempotency-Key": "batch-1"},
+        )
+        replay = client.post(
+            f"/v1/models/{IMAGE}/batches",
+            json={"input": inputs, "metadata": {"b": 1}},
+            headers={"Idempotency-Key": "batch-1"},
+        )
+        conflict = client.post(
+            f"/v1/models/{IMAGE}/batches",
+            json={"input": inputs[:1]},
+            headers={"Idempotency-Key": "batch-1"},
+        )
         batch = created.json()
         for item in batch["items"]:
             sandbox.wait_for(key, item["run_id"])
         detail = client.get(f"/v1/batches/{batch['id']}").json()
         items = client.get(f"/v1/batches/{batch['id']}/items", params={"limit": 2}).json()
-        rest = client.get(f"/v1/batches/{batch['id']}/items", params={"limit": 2, "pq": items["next"]}).json()
+        rest = client.get(
+            f"/v1/batches/{batch['id']}/items", params={"limit": 2, "pq": items["next"]}
+        ).json()
         one = client.get(f"/v1/batches/{batch['id']}/items/{items['items'][0]['id']}").json()
         child = client.get(f"/v1/runs/{batch['items'][0]['run_id']}").json()
-    assert created.status_code == 201 and batch["items_total"] == 3 and batch["status_code"] == "queued"
+    assert (
+        created.status_code == 201
+        and batch["items_total"] == 3
+        and batch["status_code"] == "queued"
+    )
     assert replay.content == created.content and conflict.status_code == 409
     assert [i["client_ref"] for i in batch["items"]] == ["sku-0", "sku-1", "sku-2"]
     assert detail["status_code"] == "partial_succeeded"
-    assert (detail["items_succeeded"], detail["items_failed"], detail["items_cancelled"]) == (2, 1, 0)
+    assert (detail["items_succeeded"], detail["items_failed"], detail["items_cancelled"]) == (
+        2,
+        1,
+        0,
+    )
     assert detail["output"]["total"] == 3
     assert [i["sequence_index"] for i in items["items"] + rest["items"]] == [0, 1, 2]
     assert items["items"][1]["error"]["code"] == "MODEL_ERROR"
@@ -381,12 +495,21 @@ def test_batch_create_get_and_items(sandbox: Sandbox) -> None:
 def test_batch_limits_and_non_batch_models(sandbox: Sandbox) -> None:
     with sandbox.api(sandbox.new_key()) as client:
         empty = client.post(f"/v1/models/{IMAGE}/batches", json={"input": []})
-        too_many = client.post(f"/v1/models/{IMAGE}/batches", json={"input": [{"prompt": "abc"}] * 101})
-        bad_item = client.post(f"/v1/models/{IMAGE}/batches", json={"input": [{"prompt": "abc"}, {"prompt": 5}]})
+        too_many = client.post(
+            f"/v1/models/{IMAGE}/batches", json={"input": [{"prompt": "abc"}] * 101}
+        )
+        bad_item = client.post(
+            f"/v1/models/{IMAGE}/batches", json={"input": [{"prompt": "abc"}, {"prompt": 5}]}
+        )
         not_batch = client.post(f"/v1/models/{VIDEO}/batches", json={"input": [{"prompt": "abc"}]})
         other_org = client.get(f"/v1/batches/{uuid.uuid4()}")
     assert empty.status_code == too_many.status_code == 422
-    assert bad_item.status_code == 422 and bad_item.json()["errors"][0]["loc"] == ["body", "input", 1, "prompt"]
+    assert bad_item.status_code == 422 and bad_item.json()["errors"][0]["loc"] == [
+        "body",
+        "input",
+        1,
+        "prompt",
+    ]
     assert not_batch.status_code == 422
     assert other_org.status_code == 404
 
@@ -408,25 +531,37 @@ def test_three_step_upload_then_use_the_asset_as_an_input(sandbox: Sandbox) -> N
     key = sandbox.new_key()
     data = _png_bytes()
     with sandbox.api(key) as client:
-        session = client.post("/v1/asset-uploads", json={"filename": "shoe.png", "mime_type": "image/png",
-                                                         "size_bytes": len(data)})
+        session = client.post(
+            "/v1/asset-uploads",
+            json={"filename": "shoe.png", "mime_type": "image/png", "size_bytes": len(data)},
+        )
         assert session.status_code == 201
         upload = session.json()
         early = client.post(f"/v1/asset-uploads/{upload['asset_id']}/confirmations", json={})
-        wrong_type = httpx.put(upload["upload_url"], content=data, headers={"Content-Type": "image/jpeg"})
+        wrong_type = httpx.put(
+            upload["upload_url"], content=data, headers={"Content-Type": "image/jpeg"}
+        )
         put = httpx.put(upload["upload_url"], content=data, headers={"Content-Type": "image/png"})
         confirmed = client.post(f"/v1/asset-uploads/{upload['asset_id']}/confirmations", json={})
         asset = confirmed.json()
         fetched = httpx.get(asset["url"])
         again = client.get(f"/v1/assets/{asset['id']}").json()
-        run = create(client, "topaz/upscale/image", {"image_url": asset["url"], "upscale_factor": 2})
-        by_ref = create(client, "runflow/background-removal", {"image_url": f"runflow://assets/{asset['id']}"})
+        run = create(
+            client, "topaz/upscale/image", {"image_url": asset["url"], "upscale_factor": 2}
+        )
+        by_ref = create(
+            client, "runflow/background-removal", {"image_url": f"runflow://assets/{asset['id']}"}
+        )
         done = sandbox.wait_for(key, run["id"])
         cut = sandbox.wait_for(key, by_ref["id"])
     assert early.status_code == 422
     assert wrong_type.status_code == 403
     assert put.status_code == 200
-    assert confirmed.status_code == 201 and asset["size_bytes"] == len(data) and asset["mime_type"] == "image/png"
+    assert (
+        confirmed.status_code == 201
+        and asset["size_bytes"] == len(data)
+        and asset["mime_type"] == "image/png"
+    )
     assert fetched.status_code == 200 and fetched.content == data
     assert again["id"] == asset["id"]
     # The upscaler saw the uploaded picture: the output is twice its size.
@@ -437,18 +572,35 @@ def test_three_step_upload_then_use_the_asset_as_an_input(sandbox: Sandbox) -> N
 
 def test_upload_requests_are_validated_and_assets_are_per_org(sandbox: Sandbox) -> None:
     with sandbox.api(sandbox.new_key()) as client:
-        bad = client.post("/v1/asset-uploads", json={"filename": "", "mime_type": "text/html", "size_bytes": 0})
-        big = client.post("/v1/asset-uploads", json={"filename": "a.png", "mime_type": "image/png",
-                                                     "size_bytes": 50 * 1024 * 1024 + 1})
-        upload = client.post("/v1/asset-uploads", json={"filename": "a.png", "mime_type": "image/png",
-                                                        "size_bytes": 10}).json()
-        forged = httpx.put(upload["upload_url"].replace("signature=", "signature=0"), content=b"0123456789",
-                           headers={"Content-Type": "image/png"})
-        too_long = httpx.put(upload["upload_url"], content=b"x" * 11, headers={"Content-Type": "image/png"})
+        bad = client.post(
+            "/v1/asset-uploads", json={"filename": "", "mime_type": "text/html", "size_bytes": 0}
+        )
+        big = client.post(
+            "/v1/asset-uploads",
+            json={
+                "filename": "a.png",
+                "mime_type": "image/png",
+                "size_bytes": 50 * 1024 * 1024 + 1,
+            },
+        )
+        upload = client.post(
+            "/v1/asset-uploads",
+            json={"filename": "a.png", "mime_type": "image/png", "size_bytes": 10},
+        ).json()
+        forged = httpx.put(
+            upload["upload_url"].replace("signature=", "signature=0"),
+            content=b"0123456789",
+            headers={"Content-Type": "image/png"},
+        )
+        too_long = httpx.put(
+            upload["upload_url"], content=b"x" * 11, headers={"Content-Type": "image/png"}
+        )
     with sandbox.api(sandbox.new_key()) as other:
         stolen = other.post(f"/v1/asset-uploads/{upload['asset_id']}/confirmations", json={})
-        ref = other.post("/v1/models/runflow/background-removal/runs",
-                         json={"input": {"image_url": f"runflow://assets/{upload['asset_id']}"}})
+        ref = other.post(
+            "/v1/models/runflow/background-removal/runs",
+            json={"input": {"image_url": f"runflow://assets/{upload['asset_id']}"}},
+        )
     assert {e["loc"][-1] for e in bad.json()["errors"]} == {"filename", "mime_type", "size_bytes"}
     assert big.status_code == 422
     assert forged.status_code == 403 and too_long.status_code == 400
@@ -463,7 +615,9 @@ def test_callback_secrets_create_get_patch_list_delete(sandbox: Sandbox) -> None
         first = client.post("/v1/callback-secrets", json={"label": "site"})
         second = client.post("/v1/callback-secrets", json={"label": "next"}).json()
         shown = client.get(f"/v1/callback-secrets/{first.json()['id']}").json()
-        promoted = client.patch(f"/v1/callback-secrets/{second['id']}", json={"is_current": True, "label": "now"}).json()
+        promoted = client.patch(
+            f"/v1/callback-secrets/{second['id']}", json={"is_current": True, "label": "now"}
+        ).json()
         listed = client.get("/v1/callback-secrets").json()["items"]
         deleted = client.delete(f"/v1/callback-secrets/{first.json()['id']}")
         gone = client.get(f"/v1/callback-secrets/{first.json()['id']}")

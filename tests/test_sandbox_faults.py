@@ -28,15 +28,27 @@ def test_faults_are_read_set_validated_and_reset(sandbox_faults: Sandbox) -> Non
     url = f"{sandbox_faults.url}/_sandbox/faults"
     clean = httpx.get(url).json()
     assert clean["create_error"] is None and clean["callbacks"]["duplicate"] == 1
-    for bad in ({"create_error": {"status": 404}}, {"hang": {"seconds": 999}}, {"nope": True},
-                {"callbacks": {"duplicate": 99}}, {"callbacks": {"drop": {"rate": 2}}}, [1]):
+    for bad in (
+        {"create_error": {"status": 404}},
+        {"hang": {"seconds": 999}},
+        {"nope": True},
+        {"callbacks": {"duplicate": 99}},
+        {"callbacks": {"drop": {"rate": 2}}},
+        [1],
+    ):
         response = httpx.post(url, json=bad)
         assert response.status_code == 400 and response.json()["code"] == "INVALID_FAULTS", bad
-    state = sandbox_faults.set_faults(create_error={"status": 503, "rate": 0.5}, callbacks={"drop": {"next": 2}})
+    state = sandbox_faults.set_faults(
+        create_error={"status": 503, "rate": 0.5}, callbacks={"drop": {"next": 2}}
+    )
     assert state["create_error"]["status"] == 503 and state["create_error"]["rate"] == 0.5
     assert state["callbacks"]["drop"] == {"next": 2}
     merged = sandbox_faults.set_faults(extra_fields=True, create_error=None)
-    assert merged["create_error"] is None and merged["extra_fields"] and merged["callbacks"]["drop"] == {"next": 2}
+    assert (
+        merged["create_error"] is None
+        and merged["extra_fields"]
+        and merged["callbacks"]["drop"] == {"next": 2}
+    )
     sandbox_faults.reset_faults()
     assert httpx.get(url).json() == clean
 
@@ -89,9 +101,13 @@ def test_error_after_create_leaves_a_run_that_idempotency_recovers(sandbox_fault
     key = sandbox_faults.new_key()
     body = {"input": {"prompt": "did it happen"}, "client_ref": "ambiguous-1"}
     with sandbox_faults.api(key) as client:
-        first = client.post(f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "ambiguous-1"})
+        first = client.post(
+            f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "ambiguous-1"}
+        )
         found = client.get("/v1/runs", params={"q": "client_ref.EQ:'ambiguous-1'"}).json()["items"]
-        retry = client.post(f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "ambiguous-1"})
+        retry = client.post(
+            f"/v1/models/{IMAGE}/runs", json=body, headers={"Idempotency-Key": "ambiguous-1"}
+        )
     assert first.status_code == 500
     assert len(found) == 1
     assert retry.status_code == 201 and retry.json()["id"] == found[0]["id"]
@@ -111,7 +127,9 @@ def test_hang_delays_the_answer_after_the_run_exists(sandbox_faults: Sandbox) ->
     assert quick.status_code == 201 and time.monotonic() - started < 1.5
 
 
-def test_duplicate_callbacks_arrive_together(sandbox_faults: Sandbox, callback_receiver: CallbackReceiver) -> None:
+def test_duplicate_callbacks_arrive_together(
+    sandbox_faults: Sandbox, callback_receiver: CallbackReceiver
+) -> None:
     sandbox_faults.set_faults(callbacks={"duplicate": 5})
     key = sandbox_faults.new_key()
     with sandbox_faults.api(key) as client:
@@ -126,7 +144,9 @@ def test_duplicate_callbacks_arrive_together(sandbox_faults: Sandbox, callback_r
     assert all(a["status_code"] == 200 for a in attempts)
 
 
-def test_out_of_order_callbacks_arrive_newest_first(sandbox_faults: Sandbox, callback_receiver: CallbackReceiver) -> None:
+def test_out_of_order_callbacks_arrive_newest_first(
+    sandbox_faults: Sandbox, callback_receiver: CallbackReceiver
+) -> None:
     sandbox_faults.set_faults(callbacks={"out_of_order": {"window": 3, "hold_seconds": 10}})
     key = sandbox_faults.new_key()
     with sandbox_faults.api(key) as client:
@@ -154,7 +174,11 @@ def test_dropped_callbacks_leave_polling_to_find_the_result(
     assert final["status_code"] == "succeeded"
     assert received.json()["run_id"] == kept["id"]
     assert history["status_code"] == "dropped"
-    outcomes = {c["run_id"]: c["outcome"] for c in sandbox_faults.ledger(key)["callbacks"] if c["attempt_number"] == 0}
+    outcomes = {
+        c["run_id"]: c["outcome"]
+        for c in sandbox_faults.ledger(key)["callbacks"]
+        if c["attempt_number"] == 0
+    }
     assert outcomes == {dropped["id"]: "dropped"}
 
 
@@ -177,8 +201,12 @@ def test_early_callback_arrives_before_the_create_answer(
     sandbox_faults.set_faults(callbacks={"early": {"next": 1}})
     key = sandbox_faults.new_key()
     with sandbox_faults.api(key) as client:
-        created = post_run(client, "faster than light", callback_url=callback_receiver.url,
-                           metadata={"run": "ours"})
+        created = post_run(
+            client,
+            "faster than light",
+            callback_url=callback_receiver.url,
+            metadata={"run": "ours"},
+        )
         answered_at = time.monotonic()
     (received,) = callback_receiver.wait(1)
     assert received.at < answered_at
@@ -196,7 +224,9 @@ def test_legacy_output_shape(sandbox_faults: Sandbox, callback_receiver: Callbac
         run = post_run(client, "old style", callback_url=callback_receiver.url).json()
     (received,) = callback_receiver.wait(1)
     final = sandbox_faults.wait_for(key, run["id"])
-    assert set(final["output"]) == {"image_urls"} and final["output"]["image_urls"][0].startswith("http")
+    assert set(final["output"]) == {"image_urls"} and final["output"]["image_urls"][0].startswith(
+        "http"
+    )
     assert received.json()["output"] == final["output"]
     assert httpx.get(final["output"]["image_urls"][0]).status_code == 200
 
@@ -212,18 +242,28 @@ def test_unknown_extra_fields(sandbox_faults: Sandbox, callback_receiver: Callba
     assert "x_sandbox_unknown" in received.json()
 
 
-def test_ledger_proves_nothing_was_lost(sandbox: Sandbox, callback_receiver: CallbackReceiver) -> None:
+def test_ledger_proves_nothing_was_lost(
+    sandbox: Sandbox, callback_receiver: CallbackReceiver
+) -> None:
     key = sandbox.new_key()
     with sandbox.api(key) as client:
-        ids = [post_run(client, f"ledger {n}", callback_url=callback_receiver.url,
-                        client_ref=f"c-{n}").json()["id"] for n in range(6)]
+        ids = [
+            post_run(
+                client, f"ledger {n}", callback_url=callback_receiver.url, client_ref=f"c-{n}"
+            ).json()["id"]
+            for n in range(6)
+        ]
         client.get("/v1/auth/me")
     callback_receiver.wait(6)
     ledger = sandbox.ledger(key)
     assert sorted(r["run_id"] for r in ledger["runs"]) == sorted(ids)
     assert {r["client_ref"] for r in ledger["runs"]} == {f"c-{n}" for n in range(6)}
-    assert sorted(c["run_id"] for c in ledger["callbacks"] if c["status_code"] == 200) == sorted(ids)
-    creates = [r for r in ledger["requests"] if r["method"] == "POST" and r["path"].endswith("/runs")]
+    assert sorted(c["run_id"] for c in ledger["callbacks"] if c["status_code"] == 200) == sorted(
+        ids
+    )
+    creates = [
+        r for r in ledger["requests"] if r["method"] == "POST" and r["path"].endswith("/runs")
+    ]
     assert len(creates) == 6 and all(r["status"] == 201 for r in creates)
     assert all(key not in str(entry) for entry in ledger["requests"]), "keys never reach the ledger"
 

@@ -41,12 +41,26 @@ def boxes(data: bytes, start: int = 0, end: int | None = None) -> dict[bytes, tu
 @pytest.mark.parametrize(
     ("input", "size", "mime"),
     [
-        ({"prompt": "a wide red banner", "aspect_ratio": "16:9", "resolution": "1K"}, (1024, 576), "image/png"),
-        ({"prompt": "a tall poster", "aspect_ratio": "9:16", "output_format": "jpeg"}, (576, 1024), "image/jpeg"),
-        ({"prompt": "a square stamp", "resolution": "2K", "output_format": "webp"}, (2048, 2048), "image/webp"),
+        (
+            {"prompt": "a wide red banner", "aspect_ratio": "16:9", "resolution": "1K"},
+            (1024, 576),
+            "image/png",
+        ),
+        (
+            {"prompt": "a tall poster", "aspect_ratio": "9:16", "output_format": "jpeg"},
+            (576, 1024),
+            "image/jpeg",
+        ),
+        (
+            {"prompt": "a square stamp", "resolution": "2K", "output_format": "webp"},
+            (2048, 2048),
+            "image/webp",
+        ),
     ],
 )
-def test_images_have_the_requested_size_and_format(sandbox: Sandbox, input: dict, size: tuple, mime: str) -> None:
+def test_images_have_the_requested_size_and_format(
+    sandbox: Sandbox, input: dict, size: tuple, mime: str
+) -> None:
     run = finished(sandbox, sandbox.new_key(), "google/nano-banana-pro", input)
     (output,) = run["output"]["outputs"]
     response = httpx.get(output["url"])
@@ -57,24 +71,38 @@ def test_images_have_the_requested_size_and_format(sandbox: Sandbox, input: dict
 
 
 def test_the_picture_shows_the_prompts_colours(sandbox: Sandbox) -> None:
-    run = finished(sandbox, sandbox.new_key(), "black-forest-labs/flux-2-pro",
-                   {"prompt": "red and blue", "width": 256, "height": 512})
-    image = Image.open(io.BytesIO(httpx.get(run["output"]["outputs"][0]["url"]).content)).convert("RGB")
+    run = finished(
+        sandbox,
+        sandbox.new_key(),
+        "black-forest-labs/flux-2-pro",
+        {"prompt": "red and blue", "width": 256, "height": 512},
+    )
+    image = Image.open(io.BytesIO(httpx.get(run["output"]["outputs"][0]["url"]).content)).convert(
+        "RGB"
+    )
     top, bottom = image.getpixel((5, 2)), image.getpixel((5, 509))
     assert top[0] > 180 and top[2] < 80  # red at the top
     assert bottom[2] > 180 and bottom[0] < 80  # blue at the bottom
 
 
 def test_background_removal_is_transparent(sandbox: Sandbox) -> None:
-    run = finished(sandbox, sandbox.new_key(), "runflow/background-removal",
-                   {"image_url": "https://example.com/shoe.jpg"})
+    run = finished(
+        sandbox,
+        sandbox.new_key(),
+        "runflow/background-removal",
+        {"image_url": "https://example.com/shoe.jpg"},
+    )
     image = Image.open(io.BytesIO(httpx.get(run["output"]["outputs"][0]["url"]).content))
     assert image.mode == "RGBA" and image.getpixel((0, 0))[3] == 0
 
 
 def test_audio_is_a_valid_wav_of_the_asked_length(sandbox: Sandbox) -> None:
-    run = finished(sandbox, sandbox.new_key(), "elevenlabs/sound-effects/v2",
-                   {"prompt": "rain on a tin roof", "duration_seconds": 1.5})
+    run = finished(
+        sandbox,
+        sandbox.new_key(),
+        "elevenlabs/sound-effects/v2",
+        {"prompt": "rain on a tin roof", "duration_seconds": 1.5},
+    )
     (output,) = run["output"]["outputs"]
     response = httpx.get(output["url"])
     with wave.open(io.BytesIO(response.content)) as sound:
@@ -86,8 +114,12 @@ def test_audio_is_a_valid_wav_of_the_asked_length(sandbox: Sandbox) -> None:
 
 
 def test_video_is_an_h264_mp4_of_the_asked_length(sandbox: Sandbox) -> None:
-    run = finished(sandbox, sandbox.new_key(), "bytedance/seedance/2.0/fast/text-to-video",
-                   {"prompt": "waves at sunrise", "duration": "4", "aspect_ratio": "16:9"})
+    run = finished(
+        sandbox,
+        sandbox.new_key(),
+        "bytedance/seedance/2.0/fast/text-to-video",
+        {"prompt": "waves at sunrise", "duration": "4", "aspect_ratio": "16:9"},
+    )
     (output,) = run["output"]["outputs"]
     data = httpx.get(output["url"]).content
     top = boxes(data)
@@ -102,7 +134,7 @@ def test_video_is_an_h264_mp4_of_the_asked_length(sandbox: Sandbox) -> None:
     minf = boxes(data, *mdia[b"minf"])
     stbl = boxes(data, *minf[b"stbl"])
     stsd = stbl[b"stsd"][0] + 8
-    entry_size, codec = struct.unpack(">I4s", data[stsd : stsd + 8])
+    _entry_size, codec = struct.unpack(">I4s", data[stsd : stsd + 8])
     width, height = struct.unpack(">HH", data[stsd + 8 + 24 : stsd + 8 + 28])
     assert codec == b"avc1"
     assert duration / timescale == 4.0
@@ -116,8 +148,12 @@ def test_video_is_an_h264_mp4_of_the_asked_length(sandbox: Sandbox) -> None:
 
 
 def test_image_to_video_follows_the_input_image_shape(sandbox: Sandbox) -> None:
-    run = finished(sandbox, sandbox.new_key(), "bytedance/seedance/2.0/image-to-video",
-                   {"image_url": "https://example.com/portrait.png", "duration": "4", "resolution": "480p"})
+    run = finished(
+        sandbox,
+        sandbox.new_key(),
+        "bytedance/seedance/2.0/image-to-video",
+        {"image_url": "https://example.com/portrait.png", "duration": "4", "resolution": "480p"},
+    )
     output = run["output"]["outputs"][0]
     assert output["type"] == "video" and output["width"] and output["height"]
 

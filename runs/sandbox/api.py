@@ -19,8 +19,17 @@ from runs.sandbox.web import Answer, Request, paginate
 if TYPE_CHECKING:
     from runs.sandbox.server import App
 
-UPLOAD_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4",
-                "video/webm", "audio/wav", "audio/mpeg", "application/zip")
+UPLOAD_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/gif",
+    "video/mp4",
+    "video/webm",
+    "audio/wav",
+    "audio/mpeg",
+    "application/zip",
+)
 MAX_SECRETS = 10
 
 
@@ -36,42 +45,56 @@ def health(app: App, request: Request) -> Answer:
 def me(app: App, request: Request) -> Answer:
     org = _org(request)
     scopes = ["runs:create", "runs:read", "assets:create", "assets:read", "credit_balance:read"]
-    return Answer.json(200, {
-        "id": str(uuid.uuid5(uuid.UUID(org.id), "user")),
-        "email": f"sandbox-{org.suffix.lower()}@example.com",
-        "first_name": "Sandbox",
-        "last_name": "User",
-        "avatar_url": None,
-        "timezone": "UTC",
-        "locale_code": "en",
-        "email_verified_at": "2026-01-01T00:00:00Z",
-        "memberships": [{
-            "org": {"id": org.id, "name": org.name, "slug": f"sandbox-{org.suffix.lower()}",
-                    "plan_code": "sandbox"},
-            "role_code": "admin" if org.is_admin else "developer",
-            "scopes": [*scopes, "runs:cancel"] if org.is_admin else scopes,
-        }],
-    })
+    return Answer.json(
+        200,
+        {
+            "id": str(uuid.uuid5(uuid.UUID(org.id), "user")),
+            "email": f"sandbox-{org.suffix.lower()}@example.com",
+            "first_name": "Sandbox",
+            "last_name": "User",
+            "avatar_url": None,
+            "timezone": "UTC",
+            "locale_code": "en",
+            "email_verified_at": "2026-01-01T00:00:00Z",
+            "memberships": [
+                {
+                    "org": {
+                        "id": org.id,
+                        "name": org.name,
+                        "slug": f"sandbox-{org.suffix.lower()}",
+                        "plan_code": "sandbox",
+                    },
+                    "role_code": "admin" if org.is_admin else "developer",
+                    "scopes": [*scopes, "runs:cancel"] if org.is_admin else scopes,
+                }
+            ],
+        },
+    )
 
 
 def balance(app: App, request: Request) -> Answer:
     org = _org(request)
-    return Answer.json(200, {
-        "id": str(uuid.uuid5(uuid.UUID(org.id), "balance")),
-        "org_id": org.id,
-        "balance": money(org.balance),
-        "low_balance_threshold": "5.00",
-        "low_balance_notified_at": None,
-        "currency": "USD",
-        "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": iso_z(now()),
-    })
+    return Answer.json(
+        200,
+        {
+            "id": str(uuid.uuid5(uuid.UUID(org.id), "balance")),
+            "org_id": org.id,
+            "balance": money(org.balance),
+            "low_balance_threshold": "5.00",
+            "low_balance_notified_at": None,
+            "currency": "USD",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": iso_z(now()),
+        },
+    )
 
 
 def list_models(app: App, request: Request) -> Answer:
     models = list(enumerate(MODELS))
-    return Answer.json(200, paginate(request, models, lambda p: p[0],
-                                     lambda p: p[1].to_json(app.config.public_url)))
+    return Answer.json(
+        200,
+        paginate(request, models, lambda p: p[0], lambda p: p[1].to_json(app.config.public_url)),
+    )
 
 
 def get_model(app: App, request: Request, model_id: str) -> Answer:
@@ -101,7 +124,9 @@ def create_upload(app: App, request: Request) -> Answer:
         errors.append(error([], "Input should be a valid dictionary", "dict_type"))
     filename, mime, size = body.get("filename"), body.get("mime_type"), body.get("size_bytes")
     if not isinstance(filename, str) or not 1 <= len(filename) <= 500:
-        errors.append(error(["filename"], "String should have 1 to 500 characters", "string_length"))
+        errors.append(
+            error(["filename"], "String should have 1 to 500 characters", "string_length")
+        )
     if mime not in UPLOAD_TYPES:
         errors.append(error(["mime_type"], f"Supported types: {', '.join(UPLOAD_TYPES)}", "enum"))
     limit = app.config.max_upload_bytes
@@ -110,17 +135,27 @@ def create_upload(app: App, request: Request) -> Answer:
     if errors:
         raise ApiError(422, "VALIDATION_ERROR", "The upload request is not valid.", errors)
     asset_id = str(uuid.uuid4())
-    asset = Asset(id=asset_id, org_id=org.id, filename=str(filename), mime_type=str(mime),
-                  size_bytes=int(size), path=Path(app.store.root / f"asset-{asset_id}"),
-                  created_at=now(), upload_expires=0)
+    asset = Asset(
+        id=asset_id,
+        org_id=org.id,
+        filename=str(filename),
+        mime_type=str(mime),
+        size_bytes=int(str(size)),
+        path=Path(app.store.root / f"asset-{asset_id}"),
+        created_at=now(),
+        upload_expires=0,
+    )
     app.store.add_asset(asset)
-    return Answer.json(201, {
-        "asset_id": asset.id,
-        "upload_url": app.links.upload_url(asset),
-        "method": "PUT",
-        "headers": {"Content-Type": asset.mime_type},
-        "expires_in": 3600,
-    })
+    return Answer.json(
+        201,
+        {
+            "asset_id": asset.id,
+            "upload_url": app.links.upload_url(asset),
+            "method": "PUT",
+            "headers": {"Content-Type": asset.mime_type},
+            "expires_in": 3600,
+        },
+    )
 
 
 def _asset(app: App, request: Request, asset_id: str) -> Asset:
@@ -134,7 +169,9 @@ def confirm_upload(app: App, request: Request, asset_id: str) -> Answer:
     asset = _asset(app, request, asset_id)
     request.json(required=False)
     if not asset.uploaded:
-        raise ApiError(422, "VALIDATION_ERROR", "Nothing was uploaded yet: PUT the file to upload_url first.")
+        raise ApiError(
+            422, "VALIDATION_ERROR", "Nothing was uploaded yet: PUT the file to upload_url first."
+        )
     asset.confirmed = True
     return Answer.json(201, asset_json(asset, app.links.asset_url(asset)))
 
@@ -154,15 +191,27 @@ def create_secret(app: App, request: Request) -> Answer:
     body = request.json(required=False) or {}
     label = body.get("label") if isinstance(body, dict) else None
     if label is not None and (not isinstance(label, str) or len(label) > 255):
-        raise ApiError(422, "VALIDATION_ERROR", "label is at most 255 characters.",
-                       [error(["label"], "String should have at most 255 characters", "string_too_long")])
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "label is at most 255 characters.",
+            [error(["label"], "String should have at most 255 characters", "string_too_long")],
+        )
     with app.store.lock:
         if len(org.secrets) >= MAX_SECRETS:
-            raise ApiError(409, "CONFLICT", f"An organization holds at most {MAX_SECRETS} callback secrets.")
+            raise ApiError(
+                409, "CONFLICT", f"An organization holds at most {MAX_SECRETS} callback secrets."
+            )
         moment = now()
-        secret = Secret(id=str(uuid.uuid4()), org_id=org.id, label=label or "",
-                        plain="whsec_" + secrets.token_urlsafe(32),
-                        is_current=org.current_secret() is None, created_at=moment, updated_at=moment)
+        secret = Secret(
+            id=str(uuid.uuid4()),
+            org_id=org.id,
+            label=label or "",
+            plain="whsec_" + secrets.token_urlsafe(32),
+            is_current=org.current_secret() is None,
+            created_at=moment,
+            updated_at=moment,
+        )
         org.secrets.append(secret)
     app.store.save_secrets()
     return Answer.json(201, secret_json(secret, plain=True))
@@ -188,14 +237,22 @@ def update_secret(app: App, request: Request, secret_id: str) -> Answer:
     secret = _secret(request, secret_id)
     body = request.json()
     if not isinstance(body, dict):
-        raise ApiError(422, "VALIDATION_ERROR", "Send {\"label\": ..., \"is_current\": ...}.")
+        raise ApiError(422, "VALIDATION_ERROR", 'Send {"label": ..., "is_current": ...}.')
     label, current = body.get("label"), body.get("is_current")
     if label is not None and (not isinstance(label, str) or len(label) > 255):
-        raise ApiError(422, "VALIDATION_ERROR", "label is at most 255 characters.",
-                       [error(["label"], "String should have at most 255 characters", "string_too_long")])
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "label is at most 255 characters.",
+            [error(["label"], "String should have at most 255 characters", "string_too_long")],
+        )
     if current is not None and not isinstance(current, bool):
-        raise ApiError(422, "VALIDATION_ERROR", "is_current must be a boolean.",
-                       [error(["is_current"], "Input should be a valid boolean", "bool_type")])
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "is_current must be a boolean.",
+            [error(["is_current"], "Input should be a valid boolean", "bool_type")],
+        )
     with app.store.lock:
         if label is not None:
             secret.label = label

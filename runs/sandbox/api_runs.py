@@ -64,8 +64,19 @@ def _common_fields(body: Any) -> tuple[dict[str, Any] | None, str | None, list[d
         errors.append(error(["metadata"], "Input should be a valid dictionary", "dict_type"))
     if callback_url is not None:
         parts = urlsplit(callback_url) if isinstance(callback_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(callback_url) > 2048:
-            errors.append(error(["callback_url"], "Input should be an http(s) URL of at most 2048 characters", "url_parsing"))
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or len(callback_url) > 2048
+        ):
+            errors.append(
+                error(
+                    ["callback_url"],
+                    "Input should be an http(s) URL of at most 2048 characters",
+                    "url_parsing",
+                )
+            )
     return metadata, callback_url, errors
 
 
@@ -75,7 +86,9 @@ def _client_ref(value: Any, loc: list[str | int]) -> list[dict[str, Any]]:
     return [error(loc, "String should have at most 255 characters", "string_too_long")]
 
 
-def _idempotent(app: App, request: Request, kind: str, model_id: str, body: Any) -> tuple[tuple[str, str, str] | None, bytes, Answer | None]:
+def _idempotent(
+    app: App, request: Request, kind: str, model_id: str, body: Any
+) -> tuple[tuple[str, str, str] | None, bytes, Answer | None]:
     """(cache key, body digest, replayed answer or None). 409 when the body differs."""
     key = request.headers.get("Idempotency-Key")
     digest = hashlib.sha256(canonical({"model": model_id, "body": body})).digest()
@@ -89,7 +102,9 @@ def _idempotent(app: App, request: Request, kind: str, model_id: str, body: Any)
         return cache_key, digest, None
     first_digest, status, answer, _ = cached
     if first_digest != digest:
-        raise ApiError(409, "CONFLICT", "This Idempotency-Key was already used with a different request body.")
+        raise ApiError(
+            409, "CONFLICT", "This Idempotency-Key was already used with a different request body."
+        )
     return cache_key, digest, Answer(status, answer, headers={"Idempotent-Replayed": "true"})
 
 
@@ -98,43 +113,81 @@ def create_run(app: App, request: Request, model_id: str) -> Answer:
     org = _org(request)
     body = request.json()
     if not isinstance(body, dict) or "input" not in body:
-        raise ApiError(422, "VALIDATION_ERROR", "Send {\"input\": {...}}.", [error(["input"], "Field required", "missing")])
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            'Send {"input": {...}}.',
+            [error(["input"], "Field required", "missing")],
+        )
     with _create_lock:
         cache_key, digest, replay = _idempotent(app, request, "run", spec.model_id, body)
         if replay is not None:
             return replay
         if org.no_credit:
-            raise ApiError(402, "INSUFFICIENT_CREDIT", "Your balance is too low to start this run. Add credit and try again.")
+            raise ApiError(
+                402,
+                "INSUFFICIENT_CREDIT",
+                "Your balance is too low to start this run. Add credit and try again.",
+            )
         metadata, callback_url, errors = _common_fields(body)
         errors += _client_ref(body.get("client_ref"), ["client_ref"])
-        errors += validate_input(spec, body["input"], lambda url: app.links.image_problem(url, org.id))
+        errors += validate_input(
+            spec, body["input"], lambda url: app.links.image_problem(url, org.id)
+        )
         if errors:
-            raise ApiError(422, "VALIDATION_ERROR", f"The input is not valid for {spec.model_id}.", errors)
-        run = _new_run(app, request, org, spec, body["input"], metadata, body.get("client_ref"), callback_url)
+            raise ApiError(
+                422, "VALIDATION_ERROR", f"The input is not valid for {spec.model_id}.", errors
+            )
+        run = _new_run(
+            app, request, org, spec, body["input"], metadata, body.get("client_ref"), callback_url
+        )
         answer = Answer.json(201, run_json(run, extra=app.faults.extra_fields))
         if cache_key is not None:
             app.store.idempotency[cache_key] = (digest, 201, answer.body, run.id)
     if app.faults.send_early() and callback_url:
         # The callback reaches the site before the create answer does (W11).
         app.engine.finish_now(run)
-        app.sender.deliver(org, "run", run.id, callback_url, run_callback(run, extra=app.faults.extra_fields), early=True)
+        app.sender.deliver(
+            org,
+            "run",
+            run.id,
+            callback_url,
+            run_callback(run, extra=app.faults.extra_fields),
+            early=True,
+        )
     else:
         app.engine.start(run)
     return answer
 
 
 def _new_run(
-    app: App, request: Request, org: Org, spec: Spec, data: dict[str, Any], metadata: Any,
-    client_ref: Any, callback_url: Any, batch: Batch | None = None, index: int | None = None,
+    app: App,
+    request: Request,
+    org: Org,
+    spec: Spec,
+    data: dict[str, Any],
+    metadata: Any,
+    client_ref: Any,
+    callback_url: Any,
+    batch: Batch | None = None,
+    index: int | None = None,
 ) -> Run:
     from runs.sandbox.lifecycle import scenario_of
 
     run = Run(
-        id=str(uuid7()), seq=app.store.next_seq(), org_id=org.id, model_id=spec.model_id,
-        input=data, metadata=metadata, client_ref=client_ref, callback_url=callback_url,
+        id=str(uuid7()),
+        seq=app.store.next_seq(),
+        org_id=org.id,
+        model_id=spec.model_id,
+        input=data,
+        metadata=metadata,
+        client_ref=client_ref,
+        callback_url=callback_url,
         idempotency_key=request.headers.get("Idempotency-Key"),
-        scenario=scenario_of(request.headers.get("X-Sandbox-Scenario"), data), created_at=now(),
-        batch_id=batch.id if batch else None, sequence_index=index,
+        scenario=scenario_of(request.headers.get("X-Sandbox-Scenario"), data),
+        created_at=now(),
+        batch_id=batch.id if batch else None,
+        sequence_index=index,
     )
     app.engine.prepare(run, spec)
     app.store.add_run(run)
@@ -146,44 +199,70 @@ def create_batch(app: App, request: Request, model_id: str) -> Answer:
     org = _org(request)
     body = request.json()
     if not isinstance(body, dict):
-        raise ApiError(422, "VALIDATION_ERROR", "Send {\"input\": [{...}, ...]}.")
+        raise ApiError(422, "VALIDATION_ERROR", 'Send {"input": [{...}, ...]}.')
     with _create_lock:
         cache_key, digest, replay = _idempotent(app, request, "batch", spec.model_id, body)
         if replay is not None:
             return replay
         if not spec.supports_batch:
-            raise ApiError(422, "VALIDATION_ERROR", f"{spec.name} does not accept batches.",
-                           [error(["input"], "This model is not batch-capable", "value_error")])
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"{spec.name} does not accept batches.",
+                [error(["input"], "This model is not batch-capable", "value_error")],
+            )
         items = body.get("input")
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
-            raise ApiError(422, "VALIDATION_ERROR", f"A batch holds 1 to {MAX_BATCH} inputs.",
-                           [error(["input"], f"List should have 1 to {MAX_BATCH} items", "too_long")])
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"A batch holds 1 to {MAX_BATCH} inputs.",
+                [error(["input"], f"List should have 1 to {MAX_BATCH} items", "too_long")],
+            )
         if org.no_credit:
-            raise ApiError(402, "INSUFFICIENT_CREDITS", "Your balance cannot cover this batch; nothing was created.")
+            raise ApiError(
+                402,
+                "INSUFFICIENT_CREDITS",
+                "Your balance cannot cover this batch; nothing was created.",
+            )
         metadata, callback_url, errors = _common_fields(body)
         cleaned = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                errors.append(error(["input", index], "Input should be a valid dictionary", "dict_type"))
+                errors.append(
+                    error(["input", index], "Input should be a valid dictionary", "dict_type")
+                )
                 continue
             item = dict(item)
             ref = item.pop("client_ref", None)
             errors += _client_ref(ref, ["input", index, "client_ref"])
-            for entry in validate_input(spec, item, lambda url: app.links.image_problem(url, org.id)):
+            for entry in validate_input(
+                spec, item, lambda url: app.links.image_problem(url, org.id)
+            ):
                 entry["loc"] = ["body", "input", index, *entry["loc"][2:]]
                 errors.append(entry)
             cleaned.append((item, ref))
         if errors:
             raise ApiError(422, "VALIDATION_ERROR", "Some batch inputs are not valid.", errors)
-        batch = Batch(id=str(uuid7()), seq=app.store.next_seq(), org_id=org.id, model_id=spec.model_id,
-                      run_ids=[], metadata=metadata, callback_url=callback_url,
-                      idempotency_key=request.headers.get("Idempotency-Key"), created_at=now())
+        batch = Batch(
+            id=str(uuid7()),
+            seq=app.store.next_seq(),
+            org_id=org.id,
+            model_id=spec.model_id,
+            run_ids=[],
+            metadata=metadata,
+            callback_url=callback_url,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            created_at=now(),
+        )
         with app.store.lock:
             app.store.batches[batch.id] = batch
             while len(app.store.batches) > app.config.max_runs // 10:
                 app.store.batches.popitem(last=False)
-        runs = [_new_run(app, request, org, spec, data, metadata, ref, None, batch, index)
-                for index, (data, ref) in enumerate(cleaned)]
+        runs = [
+            _new_run(app, request, org, spec, data, metadata, ref, None, batch, index)
+            for index, (data, ref) in enumerate(cleaned)
+        ]
         batch.run_ids = [run.id for run in runs]
         answer = Answer.json(201, batch_json(batch, app.store, extra=app.faults.extra_fields))
         if cache_key is not None:
@@ -200,27 +279,50 @@ def get_run(app: App, request: Request, run_id: str) -> Answer:
 
 
 def list_runs(app: App, request: Request) -> Answer:
-    terms = parse_filter(request.param("q"), ("client_ref", "status_code", "model_id", "batch_id", "id"))
+    terms = parse_filter(
+        request.param("q"), ("client_ref", "status_code", "model_id", "batch_id", "id")
+    )
     order = request.param("sort_by") or "created_at:desc"
     if order not in ("created_at:desc", "created_at:asc"):
-        raise ApiError(422, "VALIDATION_ERROR", "sort_by supports created_at:desc and created_at:asc.")
+        raise ApiError(
+            422, "VALIDATION_ERROR", "sort_by supports created_at:desc and created_at:asc."
+        )
     org = _org(request)
     with app.store.lock:
-        runs = [r for r in app.store.runs.values() if r.org_id == org.id
-                and all(str(getattr(r, "status" if f == "status_code" else f)) == v for f, v in terms.items())]
+        runs = [
+            r
+            for r in app.store.runs.values()
+            if r.org_id == org.id
+            and all(
+                str(getattr(r, "status" if f == "status_code" else f)) == v
+                for f, v in terms.items()
+            )
+        ]
         sign = -1 if order.endswith("desc") else 1
         runs.sort(key=lambda r: sign * r.seq)
-        page = paginate(request, runs, lambda r: sign * r.seq,
-                        lambda r: run_json(r, embed=False, extra=app.faults.extra_fields))
+        page = paginate(
+            request,
+            runs,
+            lambda r: sign * r.seq,
+            lambda r: run_json(r, embed=False, extra=app.faults.extra_fields),
+        )
     return Answer.json(200, page)
 
 
 def statuses(app: App, request: Request) -> Answer:
-    names = {"queued": "Queued", "dispatching": "Dispatching", "running": "Running",
-             "succeeded": "Succeeded", "failed": "Failed", "canceled": "Canceled",
-             "partial_succeeded": "Partially succeeded"}
-    items = [{"code": code, "name": names[code], "is_terminal": code in TERMINAL, "sort_order": i}
-             for i, code in enumerate((*IN_FLIGHT, *TERMINAL))]
+    names = {
+        "queued": "Queued",
+        "dispatching": "Dispatching",
+        "running": "Running",
+        "succeeded": "Succeeded",
+        "failed": "Failed",
+        "canceled": "Canceled",
+        "partial_succeeded": "Partially succeeded",
+    }
+    items = [
+        {"code": code, "name": names[code], "is_terminal": code in TERMINAL, "sort_order": i}
+        for i, code in enumerate((*IN_FLIGHT, *TERMINAL))
+    ]
     return Answer.json(200, {"items": items, "first": None, "next": None, "previous": None})
 
 
@@ -239,36 +341,50 @@ def logs(app: App, request: Request, run_id: str, log_id: str | None = None) -> 
         if found is None:
             raise ApiError(404, "NOT_FOUND", "No log line with this id.")
         return Answer.json(200, found)
-    return Answer.json(200, paginate(request, list(enumerate(entries)), lambda p: p[0], lambda p: p[1]))
+    return Answer.json(
+        200, paginate(request, list(enumerate(entries)), lambda p: p[0], lambda p: p[1])
+    )
 
 
 def node_runs(app: App, request: Request, run_id: str, node_run_id: str | None = None) -> Answer:
     with app.store.lock:
-        entries = [dict(entry) for run in _runs_for(app, request, run_id) for entry in run.node_runs]
+        entries = [
+            dict(entry) for run in _runs_for(app, request, run_id) for entry in run.node_runs
+        ]
     if node_run_id is not None:
         found = next((e for e in entries if e["id"] == node_run_id), None)
         if found is None:
             raise ApiError(404, "NOT_FOUND", "No node run with this id.")
         return Answer.json(200, found)
-    return Answer.json(200, paginate(request, list(enumerate(entries)), lambda p: p[0], lambda p: p[1]))
+    return Answer.json(
+        200, paginate(request, list(enumerate(entries)), lambda p: p[0], lambda p: p[1])
+    )
 
 
 def callback_history(app: App, request: Request, run_id: str) -> Answer:
     run = _run(app, request, run_id)
     with app.store.lock:
-        history = [delivery_json(app.store.deliveries[d]) for d in run.deliveries if d in app.store.deliveries]
+        history = [
+            delivery_json(app.store.deliveries[d])
+            for d in run.deliveries
+            if d in app.store.deliveries
+        ]
     return Answer.json(200, history)
 
 
 def redeliver(app: App, request: Request, run_id: str) -> Answer:
     run = _run(app, request, run_id)
     if not run.terminal:
-        raise ApiError(409, "CONFLICT", "The run has not finished yet: there is nothing to deliver.")
+        raise ApiError(
+            409, "CONFLICT", "The run has not finished yet: there is nothing to deliver."
+        )
     if not run.callback_url:
         raise ApiError(422, "VALIDATION_ERROR", "The run has no callback_url.")
     with app.store.lock:
         payload = run_callback(run, extra=app.faults.extra_fields)
-    delivery = app.sender.deliver(_org(request), "run", run.id, run.callback_url, payload, automatic=False)
+    delivery = app.sender.deliver(
+        _org(request), "run", run.id, run.callback_url, payload, automatic=False
+    )
     with app.store.lock:
         return Answer.json(201, delivery_json(delivery))
 
@@ -277,13 +393,17 @@ def feedback(app: App, request: Request, run_id: str) -> Answer:
     run = _run(app, request, run_id)
     body = request.json()
     if not isinstance(body, dict):
-        raise ApiError(422, "VALIDATION_ERROR", "Send {\"is_positive\": true|false|null, \"reason\": ...}.")
+        raise ApiError(
+            422, "VALIDATION_ERROR", 'Send {"is_positive": true|false|null, "reason": ...}.'
+        )
     positive, reason = body.get("is_positive"), body.get("reason")
     errors = []
     if positive is not None and not isinstance(positive, bool):
         errors.append(error(["is_positive"], "Input should be a valid boolean", "bool_type"))
     if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
-        errors.append(error(["reason"], "String should have at most 1000 characters", "string_too_long"))
+        errors.append(
+            error(["reason"], "String should have at most 1000 characters", "string_too_long")
+        )
     if errors:
         raise ApiError(422, "VALIDATION_ERROR", "The feedback is not valid.", errors)
     with app.store.lock:
@@ -301,8 +421,12 @@ def admin_cancel(app: App, request: Request, run_id: str) -> Answer:
     body = request.json(required=False) or {}
     reason = body.get("reason") if isinstance(body, dict) else None
     if reason is not None and (not isinstance(reason, str) or not 3 <= len(reason) <= 500):
-        raise ApiError(422, "VALIDATION_ERROR", "reason must be 3 to 500 characters.",
-                       [error(["reason"], "String should have 3 to 500 characters", "string_length")])
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "reason must be 3 to 500 characters.",
+            [error(["reason"], "String should have 3 to 500 characters", "string_length")],
+        )
     changed = app.engine.cancel(run, reason or "no reason given", by="admin")
     with app.store.lock:
         return Answer.json(201 if changed else 200, run_json(run, extra=app.faults.extra_fields))
@@ -324,24 +448,38 @@ def batch_items(app: App, request: Request, batch_id: str, item_id: str | None =
                 if item_id in (item["id"], run.id):
                     return Answer.json(200, item)
             raise ApiError(404, "NOT_FOUND", "No batch item with this id.")
-        page = paginate(request, runs, lambda r: r.sequence_index or 0,
-                        lambda r: item_json(r, extra=app.faults.extra_fields))
+        page = paginate(
+            request,
+            runs,
+            lambda r: r.sequence_index or 0,
+            lambda r: item_json(r, extra=app.faults.extra_fields),
+        )
     return Answer.json(200, page)
 
 
 def batch_callback_history(app: App, request: Request, batch_id: str) -> Answer:
     batch = _batch(app, request, batch_id)
     with app.store.lock:
-        return Answer.json(200, [delivery_json(app.store.deliveries[d]) for d in batch.deliveries
-                                 if d in app.store.deliveries])
+        return Answer.json(
+            200,
+            [
+                delivery_json(app.store.deliveries[d])
+                for d in batch.deliveries
+                if d in app.store.deliveries
+            ],
+        )
 
 
 def batch_redeliver(app: App, request: Request, batch_id: str) -> Answer:
     batch = _batch(app, request, batch_id)
     if not batch.terminal or not batch.callback_url:
-        raise ApiError(422, "VALIDATION_ERROR", "Only a finished batch with a callback_url can be redelivered.")
+        raise ApiError(
+            422, "VALIDATION_ERROR", "Only a finished batch with a callback_url can be redelivered."
+        )
     with app.store.lock:
         payload = batch_callback(batch, app.store, extra=app.faults.extra_fields)
-    delivery = app.sender.deliver(_org(request), "batch", batch.id, batch.callback_url, payload, automatic=False)
+    delivery = app.sender.deliver(
+        _org(request), "batch", batch.id, batch.callback_url, payload, automatic=False
+    )
     with app.store.lock:
         return Answer.json(201, delivery_json(delivery))

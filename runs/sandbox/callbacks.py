@@ -10,6 +10,7 @@ exponential backoff; every attempt is recorded on the delivery and in the ledger
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -58,8 +59,11 @@ def destination_allowed(url: str, bases: list[str]) -> bool:
         if (
             allowed.scheme == parts.scheme
             and allowed.hostname == parts.hostname
-            and (allowed.port or _default_port(allowed.scheme)) == (port or _default_port(parts.scheme))
-            and parts.path.startswith(allowed.path.rstrip("/") + "/" if allowed.path.strip("/") else "/")
+            and (allowed.port or _default_port(allowed.scheme))
+            == (port or _default_port(parts.scheme))
+            and parts.path.startswith(
+                allowed.path.rstrip("/") + "/" if allowed.path.strip("/") else "/"
+            )
         ):
             return True
     return False
@@ -75,7 +79,9 @@ class Sender:
         self.config = config
         self.faults = faults
         self.scheduler = scheduler
-        self.pool = ThreadPoolExecutor(config.callback_workers, thread_name_prefix="sandbox-callback")
+        self.pool = ThreadPoolExecutor(
+            config.callback_workers, thread_name_prefix="sandbox-callback"
+        )
         self._held: list[Delivery] = []
         self._held_lock = threading.Lock()
         self._plans: dict[str, DeliveryPlan] = {}
@@ -84,8 +90,15 @@ class Sender:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def deliver(
-        self, org: Org, subject: str, subject_id: str, url: str, payload: dict[str, Any],
-        *, automatic: bool = True, early: bool = False,
+        self,
+        org: Org,
+        subject: str,
+        subject_id: str,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        automatic: bool = True,
+        early: bool = False,
     ) -> Delivery:
         """Create a delivery (body frozen now) and send it according to the faults."""
         delivery = Delivery(
@@ -107,8 +120,12 @@ class Sender:
             if owner is not None:
                 owner.deliveries.append(delivery.id)
         if not destination_allowed(url, self.config.callback_bases):
-            self._close(delivery, "refused", "DESTINATION_NOT_ALLOWED",
-                        "The sandbox only calls back the configured site (see --callback-base).")
+            self._close(
+                delivery,
+                "refused",
+                "DESTINATION_NOT_ALLOWED",
+                "The sandbox only calls back the configured site (see --callback-base).",
+            )
             self._record(delivery, None, status=None, error="refused: destination not allowed")
             return delivery
         plan = self.faults.delivery_plan()
@@ -174,10 +191,8 @@ class Sender:
             gate = threading.Barrier(copies)
 
             def send(copy: int) -> None:
-                try:
+                with contextlib.suppress(threading.BrokenBarrierError):
                     gate.wait(timeout=5)
-                except threading.BrokenBarrierError:
-                    pass
                 results[copy] = self._post(delivery, number, copy, headers)
 
             threads = [threading.Thread(target=send, args=(c,), daemon=True) for c in range(copies)]
@@ -203,18 +218,24 @@ class Sender:
             delivery.updated_at = now()
         self.scheduler.call_later(delay, self.pool, self._attempt, delivery, number + 1)
 
-    def _post(self, delivery: Delivery, number: int, copy: int, headers: dict[str, str]) -> tuple[int | None, str | None]:
+    def _post(
+        self, delivery: Delivery, number: int, copy: int, headers: dict[str, str]
+    ) -> tuple[int | None, str | None]:
         parts = urlsplit(delivery.callback_url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
         body = ""
         try:
-            connection = connection_class(parts.hostname or "", parts.port, timeout=self.config.callback_timeout)
+            connection = connection_class(
+                parts.hostname or "", parts.port, timeout=self.config.callback_timeout
+            )
             try:
                 connection.request("POST", path, body=delivery.payload_bytes, headers=headers)
                 response = connection.getresponse()
@@ -227,34 +248,42 @@ class Sender:
         except (OSError, http.client.HTTPException) as exc:
             error = f"Could not deliver: {type(exc).__name__}: {exc}"[:300]
         elapsed = int((time.monotonic() - started) * 1000)
-        attempt = Attempt(number, copy, status, elapsed, error, body, "Runflow-Signature" in headers, now())
+        attempt = Attempt(
+            number, copy, status, elapsed, error, body, "Runflow-Signature" in headers, now()
+        )
         with self.store.lock:
             delivery.attempts.append(attempt)
             del delivery.attempts[:-200]
         self._record(delivery, attempt, status=status, error=error)
         return status, error
 
-    def _record(self, delivery: Delivery, attempt: Attempt | None, *, status: int | None, error: str | None) -> None:
-        self.store.callback_attempt({
-            "delivery_id": delivery.id,
-            "org_id": delivery.org_id,
-            f"{delivery.subject}_id": delivery.subject_id,
-            "event": delivery.payload.get("event"),
-            "url": delivery.callback_url,
-            "request_id": delivery.request_id,
-            "is_automatic": delivery.is_automatic,
-            "attempt_number": attempt.attempt_number if attempt else 0,
-            "copy": attempt.copy if attempt else 0,
-            "status_code": status,
-            "error": error,
-            "signed": attempt.signed if attempt else False,
-            "bad_signature": bool(self._plans.get(delivery.id, DeliveryPlan()).bad_signature),
-            "response_time_ms": attempt.response_time_ms if attempt else 0,
-            "outcome": delivery.status,
-            "at": iso_z(now()),
-        })
+    def _record(
+        self, delivery: Delivery, attempt: Attempt | None, *, status: int | None, error: str | None
+    ) -> None:
+        self.store.callback_attempt(
+            {
+                "delivery_id": delivery.id,
+                "org_id": delivery.org_id,
+                f"{delivery.subject}_id": delivery.subject_id,
+                "event": delivery.payload.get("event"),
+                "url": delivery.callback_url,
+                "request_id": delivery.request_id,
+                "is_automatic": delivery.is_automatic,
+                "attempt_number": attempt.attempt_number if attempt else 0,
+                "copy": attempt.copy if attempt else 0,
+                "status_code": status,
+                "error": error,
+                "signed": attempt.signed if attempt else False,
+                "bad_signature": bool(self._plans.get(delivery.id, DeliveryPlan()).bad_signature),
+                "response_time_ms": attempt.response_time_ms if attempt else 0,
+                "outcome": delivery.status,
+                "at": iso_z(now()),
+            }
+        )
 
-    def _close(self, delivery: Delivery, status: str, reason: str | None, detail: str | None) -> None:
+    def _close(
+        self, delivery: Delivery, status: str, reason: str | None, detail: str | None
+    ) -> None:
         with self.store.lock:
             delivery.status = status
             delivery.failure_reason_code = reason

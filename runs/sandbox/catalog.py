@@ -179,23 +179,40 @@ _PROMPT = field_(
     max_length=50000,
 )
 _OUTPUT_FORMAT = field_(
-    "output_format", "string", "File format of the images.", default="png",
+    "output_format",
+    "string",
+    "File format of the images.",
+    default="png",
     choices=["png", "jpeg", "webp"],
 )
 _RESOLUTION = field_(
-    "resolution", "string", "Size class of the longer side: 1K ≈ 1024 px, 2K ≈ 2048, 4K ≈ 4096.",
-    default="1K", choices=["1K", "2K", "4K"],
+    "resolution",
+    "string",
+    "Size class of the longer side: 1K ≈ 1024 px, 2K ≈ 2048, 4K ≈ 4096.",
+    default="1K",
+    choices=["1K", "2K", "4K"],
 )
 _NUM_IMAGES = field_(
-    "num_images", "integer", "How many images to make in one run.", display="Number of images",
-    default=1, min=1, max=4,
+    "num_images",
+    "integer",
+    "How many images to make in one run.",
+    display="Number of images",
+    default=1,
+    min=1,
+    max=4,
 )
 _IMAGES_OUT = [output_("images", "image_list", "The generated images.")]
 
 
 def _image_url(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
-    return field_(name, "image", description, required=required, featured=required,
-                  display=name.replace("_url", "").replace("_", " ").capitalize())
+    return field_(
+        name,
+        "image",
+        description,
+        required=required,
+        featured=required,
+        display=name.replace("_url", "").replace("_", " ").capitalize(),
+    )
 
 
 MODELS: list[Spec] = [
@@ -213,22 +230,46 @@ MODELS: list[Spec] = [
         features=("Legible text in images", "Up to 4K", "Web-grounded generation"),
         inputs=[
             _PROMPT,
-            field_("aspect_ratio", "string", "Width to height of the image.", default="1:1",
-                   choices=ASPECT_RATIOS),
+            field_(
+                "aspect_ratio",
+                "string",
+                "Width to height of the image.",
+                default="1:1",
+                choices=ASPECT_RATIOS,
+            ),
             _RESOLUTION,
             _NUM_IMAGES,
             _OUTPUT_FORMAT,
-            field_("enable_web_search", "boolean", "Ground the image in web search results.",
-                   default=False),
-            field_("safety_tolerance", "string", "1 is the strictest filter, 6 the most "
-                   "permissive.", default="4", choices=["1", "2", "3", "4", "5", "6"]),
+            field_(
+                "enable_web_search",
+                "boolean",
+                "Ground the image in web search results.",
+                default=False,
+            ),
+            field_(
+                "safety_tolerance",
+                "string",
+                "1 is the strictest filter, 6 the most permissive.",
+                default="4",
+                choices=["1", "2", "3", "4", "5", "6"],
+            ),
         ],
         outputs=_IMAGES_OUT,
         examples=[
-            {"title": "Product on marble", "input": {"prompt": "A glass perfume bottle on "
-             "white marble, soft morning light", "aspect_ratio": "4:5"}},
-            {"title": "Poster with text", "input": {"prompt": "A retro travel poster that "
-             "says 'LISBON' in bold orange letters", "resolution": "2K"}},
+            {
+                "title": "Product on marble",
+                "input": {
+                    "prompt": "A glass perfume bottle on white marble, soft morning light",
+                    "aspect_ratio": "4:5",
+                },
+            },
+            {
+                "title": "Poster with text",
+                "input": {
+                    "prompt": "A retro travel poster that says 'LISBON' in bold orange letters",
+                    "resolution": "2K",
+                },
+            },
         ],
     ),
     Spec(
@@ -244,15 +285,29 @@ MODELS: list[Spec] = [
         transform="edit",
         inputs=[
             {**_PROMPT, "description": "The edit to make, e.g. 'remove the price tag'."},
-            field_("image_urls", "image_list", "Images to edit or use as references (URLs).",
-                   display="Images", required=True, featured=True, max_items=14),
+            field_(
+                "image_urls",
+                "image_list",
+                "Images to edit or use as references (URLs).",
+                display="Images",
+                required=True,
+                featured=True,
+                max_items=14,
+            ),
             _RESOLUTION,
             _NUM_IMAGES,
             _OUTPUT_FORMAT,
         ],
         outputs=_IMAGES_OUT,
-        examples=[{"title": "Remove a tag", "input": {"prompt": "remove the price tag",
-                   "image_urls": ["https://example.com/shoe.png"]}}],
+        examples=[
+            {
+                "title": "Remove a tag",
+                "input": {
+                    "prompt": "remove the price tag",
+                    "image_urls": ["https://example.com/shoe.png"],
+                },
+            }
+        ],
     ),
     Spec(
         model_id="black-forest-labs/flux-2-pro",
@@ -268,28 +323,62 @@ MODELS: list[Spec] = [
         features=("Exact pixel sizes", "Seeded, repeatable results"),
         inputs=[
             _PROMPT,
-            field_("width", "integer", "Width in pixels (a multiple of 16 is best).",
-                   default=1024, min=256, max=2048),
+            field_(
+                "width",
+                "integer",
+                "Width in pixels (a multiple of 16 is best).",
+                default=1024,
+                min=256,
+                max=2048,
+            ),
             field_("height", "integer", "Height in pixels.", default=1024, min=256, max=2048),
-            field_("seed", "integer", "Same seed and prompt give the same image.", min=0,
-                   max=2147483647),
-            field_("guidance", "number", "How closely to follow the prompt.", default=3.5,
-                   min=1.5, max=10),
-            field_("prompt_upsampling", "boolean", "Let the model enrich a short prompt.",
-                   default=False),
-            field_("safety_tolerance", "integer", "1 is the strictest, 6 the most permissive.",
-                   default=2, min=1, max=6),
+            field_(
+                "seed",
+                "integer",
+                "Same seed and prompt give the same image.",
+                min=0,
+                max=2147483647,
+            ),
+            field_(
+                "guidance",
+                "number",
+                "How closely to follow the prompt.",
+                default=3.5,
+                min=1.5,
+                max=10,
+            ),
+            field_(
+                "prompt_upsampling",
+                "boolean",
+                "Let the model enrich a short prompt.",
+                default=False,
+            ),
+            field_(
+                "safety_tolerance",
+                "integer",
+                "1 is the strictest, 6 the most permissive.",
+                default=2,
+                min=1,
+                max=6,
+            ),
             _OUTPUT_FORMAT,
         ],
         outputs=_IMAGES_OUT,
-        examples=[{"title": "Studio portrait", "input": {"prompt": "A studio portrait of a "
-                   "border collie wearing a yellow raincoat", "width": 1024, "height": 1280}}],
+        examples=[
+            {
+                "title": "Studio portrait",
+                "input": {
+                    "prompt": "A studio portrait of a border collie wearing a yellow raincoat",
+                    "width": 1024,
+                    "height": 1280,
+                },
+            }
+        ],
     ),
     Spec(
         model_id="recraft/v3",
         name="Recraft V3",
-        description="Design-oriented images and illustrations in a chosen style and brand "
-        "palette.",
+        description="Design-oriented images and illustrations in a chosen style and brand palette.",
         category="text-to-image",
         kind="image",
         price=Decimal("0.04"),
@@ -298,21 +387,40 @@ MODELS: list[Spec] = [
         supports_batch=True,
         inputs=[
             _PROMPT,
-            field_("style", "string", "Visual style.", default="realistic_image",
-                   choices=["realistic_image", "digital_illustration", "vector_illustration",
-                            "icon"]),
-            field_("aspect_ratio", "string", "Width to height.", default="1:1",
-                   choices=ASPECT_RATIOS),
+            field_(
+                "style",
+                "string",
+                "Visual style.",
+                default="realistic_image",
+                choices=["realistic_image", "digital_illustration", "vector_illustration", "icon"],
+            ),
+            field_(
+                "aspect_ratio", "string", "Width to height.", default="1:1", choices=ASPECT_RATIOS
+            ),
             _RESOLUTION,
             _NUM_IMAGES,
             field_("guidance_scale", "number", "Prompt adherence.", default=7.5, min=1, max=20),
             field_("enable_safety_checker", "boolean", "Filter unsafe images.", default=True),
-            field_("colors", "json", 'Brand palette, e.g. [{"r": 255, "g": 99, "b": 71}].',
-                   display="Palette", validator="json", max_items=5),
+            field_(
+                "colors",
+                "json",
+                'Brand palette, e.g. [{"r": 255, "g": 99, "b": 71}].',
+                display="Palette",
+                validator="json",
+                max_items=5,
+            ),
         ],
         outputs=_IMAGES_OUT,
-        examples=[{"title": "Flat icon", "input": {"prompt": "a paper plane icon",
-                   "style": "icon", "colors": [{"r": 30, "g": 90, "b": 200}]}}],
+        examples=[
+            {
+                "title": "Flat icon",
+                "input": {
+                    "prompt": "a paper plane icon",
+                    "style": "icon",
+                    "colors": [{"r": 30, "g": 90, "b": 200}],
+                },
+            }
+        ],
     ),
     Spec(
         model_id="bytedance/seedance/2.0/fast/text-to-video",
@@ -329,19 +437,30 @@ MODELS: list[Spec] = [
             _PROMPT,
             field_("aspect_ratio", "string", "Frame shape.", default="16:9", choices=VIDEO_RATIOS),
             field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS),
-            field_("resolution", "string", "Output resolution.", default="480p",
-                   choices=["480p", "720p"]),
+            field_(
+                "resolution",
+                "string",
+                "Output resolution.",
+                default="480p",
+                choices=["480p", "720p"],
+            ),
             field_("generate_audio", "boolean", "Add a generated soundtrack.", default=False),
         ],
         outputs=[output_("video", "video", "The generated clip (MP4).")],
-        examples=[{"title": "Drone over waves", "input": {"prompt": "A drone shot over "
-                   "turquoise waves at sunrise", "duration": "5"}}],
+        examples=[
+            {
+                "title": "Drone over waves",
+                "input": {
+                    "prompt": "A drone shot over turquoise waves at sunrise",
+                    "duration": "5",
+                },
+            }
+        ],
     ),
     Spec(
         model_id="bytedance/seedance/2.0/image-to-video",
         name="Seedance 2.0 (image to video)",
-        description="Animate a still image into a short clip, optionally ending on a second "
-        "image.",
+        description="Animate a still image into a short clip, optionally ending on a second image.",
         category="image-to-video",
         kind="video",
         price=Decimal("0.25"),
@@ -350,13 +469,22 @@ MODELS: list[Spec] = [
         running_steps=4,
         inputs=[
             _image_url("image_url", "First frame: JPEG, PNG or WebP up to 30 MB."),
-            {**_PROMPT, "is_required": False, "is_featured": False,
-             "description": "Optional: how the scene should move.",
-             "validator_attrs": {"max_length": 50000}},
+            {
+                **_PROMPT,
+                "is_required": False,
+                "is_featured": False,
+                "description": "Optional: how the scene should move.",
+                "validator_attrs": {"max_length": 50000},
+            },
             _image_url("end_image_url", "Optional last frame.", required=False),
             field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS),
-            field_("resolution", "string", "Output resolution.", default="720p",
-                   choices=["480p", "720p", "1080p"]),
+            field_(
+                "resolution",
+                "string",
+                "Output resolution.",
+                default="720p",
+                choices=["480p", "720p", "1080p"],
+            ),
         ],
         outputs=[output_("video", "video", "The generated clip (MP4).")],
     ),
@@ -371,10 +499,17 @@ MODELS: list[Spec] = [
         price_label="$0.01 per second",
         inputs=[
             {**_PROMPT, "description": "The sound, e.g. 'rain on a tin roof'."},
-            field_("duration_seconds", "number", "Length in seconds.", default=3.0, min=0.5,
-                   max=22),
-            field_("prompt_influence", "number", "How literally to follow the prompt.",
-                   default=0.3, min=0, max=1),
+            field_(
+                "duration_seconds", "number", "Length in seconds.", default=3.0, min=0.5, max=22
+            ),
+            field_(
+                "prompt_influence",
+                "number",
+                "How literally to follow the prompt.",
+                default=0.3,
+                min=0,
+                max=1,
+            ),
             field_("loop", "boolean", "Make the sound loop seamlessly.", default=False),
         ],
         outputs=[output_("audio", "audio", "The sound (WAV).")],
@@ -394,8 +529,13 @@ MODELS: list[Spec] = [
         inputs=[
             _image_url("image_url", "The photo to clean up."),
             {**_PROMPT, "description": "What to remove, e.g. 'the price tag'."},
-            field_("config", "json", 'Advanced settings, e.g. {"mask_dilation": 8}.',
-                   display="Settings", validator="json"),
+            field_(
+                "config",
+                "json",
+                'Advanced settings, e.g. {"mask_dilation": 8}.',
+                display="Settings",
+                validator="json",
+            ),
             _OUTPUT_FORMAT,
         ],
         outputs=[output_("image_urls", "image_list", "The cleaned image and the mask.")],
@@ -414,16 +554,20 @@ MODELS: list[Spec] = [
         supports_batch=True,
         inputs=[
             _image_url("image_url", "The photo to cut out."),
-            field_("output_format", "string", "PNG or WebP keep transparency.", default="png",
-                   choices=["png", "webp"]),
+            field_(
+                "output_format",
+                "string",
+                "PNG or WebP keep transparency.",
+                default="png",
+                choices=["png", "webp"],
+            ),
         ],
         outputs=[output_("image", "image", "The cut-out subject.")],
     ),
     Spec(
         model_id="topaz/upscale/image",
         name="Topaz Image Upscale",
-        description="Upscale a photo 2× or 4× with detail recovery and optional face "
-        "enhancement.",
+        description="Upscale a photo 2x or 4x with detail recovery and optional face enhancement.",
         category="upscaling",
         kind="image",
         price=Decimal("0.05"),
@@ -432,11 +576,13 @@ MODELS: list[Spec] = [
         transform="upscale",
         inputs=[
             _image_url("image_url", "The image to upscale."),
-            field_("upscale_factor", "integer", "How many times larger.", default=2,
-                   choices=[2, 4]),
+            field_(
+                "upscale_factor", "integer", "How many times larger.", default=2, choices=[2, 4]
+            ),
             field_("face_enhancement", "boolean", "Restore faces.", default=True),
-            field_("creativity", "number", "How much new detail to invent.", default=0.2,
-                   min=0, max=1),
+            field_(
+                "creativity", "number", "How much new detail to invent.", default=0.2, min=0, max=1
+            ),
         ],
         outputs=[output_("image", "image", "The upscaled image.")],
     ),

@@ -69,7 +69,7 @@ class Config:
             if value is not None:
                 setattr(config, name, value)
         if not config.public_url:
-            host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+            host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host  # noqa: S104
             if ":" in host and not host.startswith("["):
                 host = f"[{host}]"
             config.public_url = f"http://{host}:{config.port}"

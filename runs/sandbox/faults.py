@@ -94,14 +94,26 @@ class ErrorFault:
         retry_after = value.get("retry_after")
         if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
             raise FaultError("create_error.retry_after must be whole seconds ≥ 0")
-        trigger = Trigger.parse({k: v for k, v in value.items() if k in ("rate", "next")} or True, "create_error")
+        trigger = Trigger.parse(
+            {k: v for k, v in value.items() if k in ("rate", "next")} or True, "create_error"
+        )
         assert trigger is not None
-        return cls(status, trigger, retry_after, bool(value.get("after_create")),
-                   _scope(value.get("routes"), "create_error"))
+        return cls(
+            status,
+            trigger,
+            retry_after,
+            bool(value.get("after_create")),
+            _scope(value.get("routes"), "create_error"),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, **self.trigger.to_json(), "retry_after": self.retry_after,
-                "after_create": self.after_create, "routes": self.routes}
+        return {
+            "status": self.status,
+            **self.trigger.to_json(),
+            "retry_after": self.retry_after,
+            "after_create": self.after_create,
+            "routes": self.routes,
+        }
 
 
 @dataclass
@@ -119,9 +131,15 @@ class HangFault:
         if not isinstance(value, dict):
             raise FaultError("hang must be seconds or an object with seconds")
         seconds = value.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_HANG:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= MAX_HANG
+        ):
             raise FaultError(f"hang.seconds must be between 0 and {MAX_HANG:g}")
-        trigger = Trigger.parse({k: v for k, v in value.items() if k in ("rate", "next")} or True, "hang")
+        trigger = Trigger.parse(
+            {k: v for k, v in value.items() if k in ("rate", "next")} or True, "hang"
+        )
         assert trigger is not None
         return cls(float(seconds), trigger, _scope(value.get("routes"), "hang"))
 
@@ -181,8 +199,14 @@ class Faults:
             parsed["extra_fields"] = bool(data["extra_fields"])
         if "duplicate" in callbacks:
             copies = callbacks["duplicate"] or 1
-            if not isinstance(copies, int) or isinstance(copies, bool) or not 1 <= copies <= MAX_COPIES:
-                raise FaultError(f"callbacks.duplicate must be a number of copies, 1 to {MAX_COPIES}")
+            if (
+                not isinstance(copies, int)
+                or isinstance(copies, bool)
+                or not 1 <= copies <= MAX_COPIES
+            ):
+                raise FaultError(
+                    f"callbacks.duplicate must be a number of copies, 1 to {MAX_COPIES}"
+                )
             parsed["duplicate"] = copies
         if "out_of_order" in callbacks:
             parsed["out_of_order"] = _out_of_order(callbacks["out_of_order"])

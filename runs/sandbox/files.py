@@ -56,7 +56,8 @@ class Links:
 
     def presign(self, path: str, ttl: float) -> str:
         expires = int(time.time() + ttl)
-        return f"{self.config.public_url}{path}?expires={expires}&signature={self._sign(path, expires)}"
+        signature = self._sign(path, expires)
+        return f"{self.config.public_url}{path}?expires={expires}&signature={signature}"
 
     def check(self, path: str, query: dict[str, list[str]]) -> str | None:
         """None when the presigned URL is valid now, else why not (for a 403)."""
@@ -82,7 +83,9 @@ class Links:
 
     # ---- image inputs that point at the sandbox ----
 
-    def _local(self, url: str, org_id: str, *, check_expiry: bool) -> tuple[Path | None, str | None]:
+    def _local(
+        self, url: str, org_id: str, *, check_expiry: bool
+    ) -> tuple[Path | None, str | None]:
         if url.startswith("runflow://assets/"):
             asset = self.store.assets.get(url.removeprefix("runflow://assets/").strip("/"))
             if asset is None or asset.org_id != org_id or not asset.confirmed:
@@ -123,7 +126,9 @@ class Links:
 
     # ---- GET/PUT /files/... ----
 
-    def serve(self, method: str, path: str, query: dict[str, list[str]], request: Any) -> FileAnswer:
+    def serve(
+        self, method: str, path: str, query: dict[str, list[str]], request: Any
+    ) -> FileAnswer:
         segments = path.split("/")[2:]
         if method == "PUT" and len(segments) == 2 and segments[0] == "uploads":
             return self._upload(segments[1], path, query, request)
@@ -150,7 +155,11 @@ class Links:
             if spec is None:
                 return FileAnswer(404, "text/plain", message="No such cover.")
             return FileAnswer(200, "image/png", self._picture(spec, -1))
-        if len(segments) == 3 and segments[0] == "examples" and segments[2].removesuffix(".png").isdigit():
+        if (
+            len(segments) == 3
+            and segments[0] == "examples"
+            and segments[2].removesuffix(".png").isdigit()
+        ):
             spec = BY_SLUG.get(segments[1])
             index = int(segments[2].removesuffix(".png"))
             if spec is None or index >= len(spec.examples):
@@ -168,13 +177,17 @@ class Links:
             text, size = spec.name, (640, 360)
         else:
             text, size = str(spec.examples[index]["input"].get("prompt", spec.name)), (512, 512)
-        image = media.picture(*size, text, media.palette(spec.model_id + text), f"{spec.category} · sandbox")
+        image = media.picture(
+            *size, text, media.palette(spec.model_id + text), f"{spec.category} · sandbox"
+        )
         data, _, _ = media.encode_image(image, "png")
         with self._pictures_lock:
             self._pictures[key] = data
         return data
 
-    def _upload(self, asset_id: str, path: str, query: dict[str, list[str]], request: Any) -> FileAnswer:
+    def _upload(
+        self, asset_id: str, path: str, query: dict[str, list[str]], request: Any
+    ) -> FileAnswer:
         problem = self.check(path, query)
         if problem:
             return FileAnswer(403, "application/xml", _access_denied(problem))
@@ -183,12 +196,22 @@ class Links:
             return FileAnswer(404, "text/plain", message="No such upload.")
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != asset.mime_type.lower():
-            return FileAnswer(403, "application/xml", _access_denied(
-                f"Content-Type {content_type or 'none'} does not match the declared {asset.mime_type}."))
+            return FileAnswer(
+                403,
+                "application/xml",
+                _access_denied(
+                    f"Content-Type {content_type or 'none'} is not the declared {asset.mime_type}."
+                ),
+            )
         length = request.content_length()
         if length is None or length > asset.size_bytes or length > self.config.max_upload_bytes:
-            return FileAnswer(400, "application/xml", _access_denied(
-                "Send a Content-Length no larger than the size declared for this upload."))
+            return FileAnswer(
+                400,
+                "application/xml",
+                _access_denied(
+                    "Send a Content-Length no larger than the size declared for this upload."
+                ),
+            )
         request.save_body(asset.path, length)
         with self.store.lock:
             asset.uploaded = True

@@ -55,8 +55,13 @@ def scenario_of(header: str | None, value: Any) -> frozenset[str]:
 
 class Engine:
     def __init__(
-        self, store: Store, config: Config, faults: Faults, sender: Sender,
-        scheduler: Scheduler, links: Links,
+        self,
+        store: Store,
+        config: Config,
+        faults: Faults,
+        sender: Sender,
+        scheduler: Scheduler,
+        links: Links,
     ) -> None:
         self.store = store
         self.config = config
@@ -80,10 +85,16 @@ class Engine:
     # ---- logs and node runs ----
 
     def log(self, run: Run, level: str, message: str, **meta: Any) -> None:
-        run.logs.append({
-            "id": str(uuid.uuid4()), "run_id": run.id, "level_code": level,
-            "message": message, "timestamp": iso_z(now()), "meta": meta,
-        })
+        run.logs.append(
+            {
+                "id": str(uuid.uuid4()),
+                "run_id": run.id,
+                "level_code": level,
+                "message": message,
+                "timestamp": iso_z(now()),
+                "meta": meta,
+            }
+        )
         del run.logs[:-500]
 
     def _node(self, run: Run, index: int, state: str, **changes: Any) -> None:
@@ -110,7 +121,12 @@ class Engine:
                 self.log(run, "info", "Running.")
                 if spec.nodes:
                     self._node(run, 0, "running", started_at=iso_z(now()))
-                    self.log(run, "info", f"Step 1 of {len(spec.nodes)}: {spec.nodes[0]}.", node_id=spec.nodes[0])
+                    self.log(
+                        run,
+                        "info",
+                        f"Step 1 of {len(spec.nodes)}: {spec.nodes[0]}.",
+                        node_id=spec.nodes[0],
+                    )
             else:
                 finished = self._advance(run, spec)
                 if not finished:
@@ -128,22 +144,44 @@ class Engine:
         if spec.nodes:
             index = run.ticks - 1
             if "fail" in run.scenario and index == min(2, total - 1):
-                self._node(run, index, "failed", error_message="Inpainting failed: the provider returned an error.",
-                           completed_at=iso_z(now()))
+                self._node(
+                    run,
+                    index,
+                    "failed",
+                    error_message="Inpainting failed: the provider returned an error.",
+                    completed_at=iso_z(now()),
+                )
                 for rest in range(index + 1, total):
                     self._node(run, rest, "skipped")
                 self.pool.submit(self.finish, run.id)
                 return True
             if "partial" in run.scenario and index == total - 1:
-                self._node(run, index, "failed", error_message="Upscaling failed; the unscaled result is kept.",
-                           completed_at=iso_z(now()))
+                self._node(
+                    run,
+                    index,
+                    "failed",
+                    error_message="Upscaling failed; the unscaled result is kept.",
+                    completed_at=iso_z(now()),
+                )
             else:
-                self._node(run, index, "succeeded", completed_at=iso_z(now()), duration_ms=int(self._step(run) * 1000),
-                           output={"ok": True}, cost="0.01")
+                self._node(
+                    run,
+                    index,
+                    "succeeded",
+                    completed_at=iso_z(now()),
+                    duration_ms=int(self._step(run) * 1000),
+                    output={"ok": True},
+                    cost="0.01",
+                )
                 run.nodes_completed += 1
             if index + 1 < total:
                 self._node(run, index + 1, "running", started_at=iso_z(now()))
-                self.log(run, "info", f"Step {index + 2} of {total}: {spec.nodes[index + 1]}.", node_id=spec.nodes[index + 1])
+                self.log(
+                    run,
+                    "info",
+                    f"Step {index + 2} of {total}: {spec.nodes[index + 1]}.",
+                    node_id=spec.nodes[index + 1],
+                )
         else:
             self.log(run, "info", f"Generating: {min(100, 100 * run.ticks // total)}%.")
         if run.ticks < total:
@@ -161,15 +199,32 @@ class Engine:
                 return
             spec = find(run.model_id)
             assert spec is not None
-            outcome = "failed" if "fail" in run.scenario else "partial_succeeded" if "partial" in run.scenario else "succeeded"
+            outcome = (
+                "failed"
+                if "fail" in run.scenario
+                else "partial_succeeded"
+                if "partial" in run.scenario
+                else "succeeded"
+            )
         if outcome == "failed":
-            self._end(run, "failed", failure=("MODEL_ERROR", "inference",
-                      "The provider returned an error: this sandbox run was asked to fail ([fail])."))
+            self._end(
+                run,
+                "failed",
+                failure=(
+                    "MODEL_ERROR",
+                    "inference",
+                    "The provider returned an error: this sandbox run was asked to fail ([fail]).",
+                ),
+            )
             return
         try:
             entries, units = self._render(run, spec, partial=outcome == "partial_succeeded")
         except Exception as error:  # a broken output must end the run, not leave it running
-            self._end(run, "failed", failure=("OUTPUT_ERROR", "postprocess", f"Could not make the output: {error}"))
+            self._end(
+                run,
+                "failed",
+                failure=("OUTPUT_ERROR", "postprocess", f"Could not make the output: {error}"),
+            )
             raise
         legacy = self.faults.use_legacy_output()
         output: dict[str, Any]
@@ -178,13 +233,24 @@ class Engine:
         elif legacy:
             output = {spec.kind: {"url": entries[0]["url"]}}
         else:
-            output = {"outputs": entries, "seed": abs(hash(run.id)) % 2**31, "nsfw_detected": False,
-                      "timing": {"inference_ms": int(self._step(run) * 1000 * max(1, run.ticks))}}
-        self._end(run, outcome, output=output, cost=(spec.price * units).quantize(Decimal("0.0001")))
+            output = {
+                "outputs": entries,
+                "seed": abs(hash(run.id)) % 2**31,
+                "nsfw_detected": False,
+                "timing": {"inference_ms": int(self._step(run) * 1000 * max(1, run.ticks))},
+            }
+        self._end(
+            run, outcome, output=output, cost=(spec.price * units).quantize(Decimal("0.0001"))
+        )
 
     def _end(
-        self, run: Run, status: str, *, output: dict[str, Any] | None = None,
-        cost: Decimal | None = None, failure: tuple[str, str, str] | None = None,
+        self,
+        run: Run,
+        status: str,
+        *,
+        output: dict[str, Any] | None = None,
+        cost: Decimal | None = None,
+        failure: tuple[str, str, str] | None = None,
         message: str | None = None,
     ) -> bool:
         with self.store.lock:
@@ -203,7 +269,11 @@ class Engine:
             elif message:
                 self.log(run, "warning", message)
             else:
-                self.log(run, "info", "Finished." if status == "succeeded" else "Finished with some outputs missing.")
+                self.log(
+                    run,
+                    "info",
+                    "Finished." if status == "succeeded" else "Finished with some outputs missing.",
+                )
             for node in run.node_runs:
                 if node["state_code"] in ("queued", "running"):
                     node["state_code"] = "canceled" if status == "canceled" else "skipped"
@@ -214,8 +284,13 @@ class Engine:
         if batch is not None:
             self._batch_progress(batch)
         elif run.callback_url and org is not None and not run.early_callback:
-            self.sender.deliver(org, "run", run.id, run.callback_url,
-                                run_callback(run, extra=self.faults.extra_fields))
+            self.sender.deliver(
+                org,
+                "run",
+                run.id,
+                run.callback_url,
+                run_callback(run, extra=self.faults.extra_fields),
+            )
         return True
 
     def cancel(self, run: Run, reason: str, *, by: str) -> bool:
@@ -237,10 +312,22 @@ class Engine:
         """A new run's first log line and, for multi-step solutions, its queued steps."""
         run.nodes_total = len(spec.nodes) or 1
         run.node_runs = [
-            {"id": str(uuid.uuid4()), "run_id": run.id, "node_id": name, "flow_id": None,
-             "state_code": "queued", "input": None, "output": None, "duration_ms": None,
-             "cost": None, "retry_count": 0, "error_message": None,
-             "created_at": iso_z(run.created_at), "started_at": None, "completed_at": None}
+            {
+                "id": str(uuid.uuid4()),
+                "run_id": run.id,
+                "node_id": name,
+                "flow_id": None,
+                "state_code": "queued",
+                "input": None,
+                "output": None,
+                "duration_ms": None,
+                "cost": None,
+                "retry_count": 0,
+                "error_message": None,
+                "created_at": iso_z(run.created_at),
+                "started_at": None,
+                "completed_at": None,
+            }
             for name in spec.nodes
         ]
         self.log(run, "info", f"Run queued for {spec.model_id}.")
@@ -277,7 +364,9 @@ class Engine:
 
     # ---- outputs ----
 
-    def _render(self, run: Run, spec: Spec, *, partial: bool) -> tuple[list[dict[str, Any]], Decimal]:
+    def _render(
+        self, run: Run, spec: Spec, *, partial: bool
+    ) -> tuple[list[dict[str, Any]], Decimal]:
         values = {item["name"]: item.get("default_value") for item in spec.inputs}
         values.update({k: v for k, v in run.input.items() if v is not None})
         prompt = str(values.get("prompt") or spec.name)
@@ -285,14 +374,21 @@ class Engine:
         base = self._base_image(run, values)
         caption = f"{spec.model_id} · sandbox"
         if spec.kind == "video":
-            seconds = 5.0 if values.get("duration") in (None, "auto") else float(values["duration"])
-            width, height = _video_size(values.get("resolution") or "480p", values.get("aspect_ratio") or "16:9", base)
+            duration = values.get("duration")
+            seconds = 5.0 if duration in (None, "auto") else float(str(duration))
+            width, height = _video_size(
+                values.get("resolution") or "480p", values.get("aspect_ratio") or "16:9", base
+            )
             data = media.clip(width, height, seconds, prompt, colours, caption, base)
-            entry = self._store(run, data, "video/mp4", "mp4", "video", width // 16 * 16, height // 16 * 16, seconds)
+            entry = self._store(
+                run, data, "video/mp4", "mp4", "video", width // 16 * 16, height // 16 * 16, seconds
+            )
             return [entry], Decimal(str(seconds))
         if spec.kind == "audio":
             seconds = float(values.get("duration_seconds") or 3.0)
-            entry = self._store(run, media.tone(seconds, prompt), "audio/wav", "wav", "audio", None, None, seconds)
+            entry = self._store(
+                run, media.tone(seconds, prompt), "audio/wav", "wav", "audio", None, None, seconds
+            )
             return [entry], Decimal(str(seconds))
         count = int(values.get("num_images") or 1)
         if spec.transform == "remove":
@@ -308,8 +404,12 @@ class Engine:
                 image = media.cutout(image)
             if spec.transform == "remove" and index == 1:
                 image = media.cutout(Image.new("RGB", (width, height), (255, 255, 255)))
-            data, content_type, extension = media.encode_image(image, str(values.get("output_format") or "png"))
-            entries.append(self._store(run, data, content_type, extension, "image", width, height, None))
+            data, content_type, extension = media.encode_image(
+                image, str(values.get("output_format") or "png")
+            )
+            entries.append(
+                self._store(run, data, content_type, extension, "image", width, height, None)
+            )
             megapixels += Decimal(width * height) / Decimal(1_000_000)
         if spec.unit == "request":
             units = Decimal(1)
@@ -319,11 +419,27 @@ class Engine:
             units = Decimal(delivered)
         return entries, units
 
-    def _store(self, run: Run, data: bytes, content_type: str, extension: str, kind: str,
-               width: int | None, height: int | None, seconds: float | None) -> dict[str, Any]:
+    def _store(
+        self,
+        run: Run,
+        data: bytes,
+        content_type: str,
+        extension: str,
+        kind: str,
+        width: int | None,
+        height: int | None,
+        seconds: float | None,
+    ) -> dict[str, Any]:
         entry = self.store.add_file(run, data, content_type, extension)
-        return {"type": kind, "url": self.links.output_url(entry), "width": width, "height": height,
-                "duration": seconds, "content_type": content_type, "size_bytes": len(data)}
+        return {
+            "type": kind,
+            "url": self.links.output_url(entry),
+            "width": width,
+            "height": height,
+            "duration": seconds,
+            "content_type": content_type,
+            "size_bytes": len(data),
+        }
 
     def _base_image(self, run: Run, values: dict[str, Any]) -> Image.Image | None:
         for name in ("image_url", "image_urls"):

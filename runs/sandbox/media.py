@@ -48,7 +48,11 @@ COLOUR_WORDS: dict[str, RGB] = {
     "marble": (232, 230, 226),
 }
 
-FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+FORMATS = {
+    "png": ("PNG", "image/png"),
+    "jpeg": ("JPEG", "image/jpeg"),
+    "webp": ("WEBP", "image/webp"),
+}
 
 
 def palette(prompt: str, colors: Any = None) -> list[RGB]:
@@ -97,7 +101,9 @@ def picture(
         column = Image.new("RGB", (1, 256))
         for y in range(256):
             t = y / 255
-            column.putpixel((0, y), tuple(round(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)))
+            column.putpixel(
+                (0, y), tuple(round(a + (b - a) * t) for a, b in zip(top, bottom, strict=True))
+            )
         image = column.resize((width, height), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image)
     for index, colour in enumerate(colours[2:6]):
@@ -135,7 +141,9 @@ def cutout(image: Image.Image) -> Image.Image:
     """A 'background removed' look: an oval subject on transparency."""
     mask = Image.new("L", image.size, 0)
     width, height = image.size
-    ImageDraw.Draw(mask).ellipse((width // 6, height // 10, width * 5 // 6, height * 9 // 10), fill=255)
+    ImageDraw.Draw(mask).ellipse(
+        (width // 6, height // 10, width * 5 // 6, height * 9 // 10), fill=255
+    )
     result = image.convert("RGBA")
     result.putalpha(mask)
     return result
@@ -161,7 +169,15 @@ def tone(seconds: float, prompt: str, rate: int = 22050) -> bytes:
     return buffer.getvalue()
 
 
-def clip(width: int, height: int, seconds: float, prompt: str, colours: list[RGB], caption: str, base: Image.Image | None = None) -> bytes:
+def clip(
+    width: int,
+    height: int,
+    seconds: float,
+    prompt: str,
+    colours: list[RGB],
+    caption: str,
+    base: Image.Image | None = None,
+) -> bytes:
     """An MP4 showing the prompt while a progress bar fills along the bottom."""
     still = picture(width, height, prompt, colours, caption, base)
     return make_video(still, seconds, bar=_ink(colours[1]))

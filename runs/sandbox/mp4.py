@@ -108,8 +108,12 @@ class _Planes:
         # JPEG's full range to video range, which also keeps 0x00 out of the raw samples.
         self.y = y.point(lambda v: 16 + v * 219 // 255).tobytes()
         half = (self.width // 2, self.height // 2)
-        self.cb = cb.resize(half, Image.Resampling.BOX).point(lambda v: 16 + v * 224 // 255).tobytes()
-        self.cr = cr.resize(half, Image.Resampling.BOX).point(lambda v: 16 + v * 224 // 255).tobytes()
+        self.cb = (
+            cb.resize(half, Image.Resampling.BOX).point(lambda v: 16 + v * 224 // 255).tobytes()
+        )
+        self.cr = (
+            cr.resize(half, Image.Resampling.BOX).point(lambda v: 16 + v * 224 // 255).tobytes()
+        )
 
     def macroblock(self, mbx: int, mby: int) -> bytes:
         out = bytearray()
@@ -213,7 +217,13 @@ def _moov(
         _full(b"stts", 0, 0, struct.pack(">III", 1, count, 1000)),
         _full(b"stss", 0, 0, struct.pack(">II", 1, 1)),
         _full(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, count, 1)),
-        _full(b"stsz", 0, 0, struct.pack(">II", 0, count), b"".join(struct.pack(">I", s) for s in sizes)),
+        _full(
+            b"stsz",
+            0,
+            0,
+            struct.pack(">II", 0, count),
+            b"".join(struct.pack(">I", s) for s in sizes),
+        ),
         _full(b"stco", 0, 0, struct.pack(">II", 1, offset)),
     )
     minf = _box(
@@ -229,15 +239,24 @@ def _moov(
         minf,
     )
     tkhd = _full(
-        b"tkhd", 0, 3,
+        b"tkhd",
+        0,
+        3,
         struct.pack(">IIIII", 0, 0, 1, 0, duration_ms),
-        bytes(8), struct.pack(">hhHH", 0, 0, 0, 0), _MATRIX,
+        bytes(8),
+        struct.pack(">hhHH", 0, 0, 0, 0),
+        _MATRIX,
         struct.pack(">II", width << 16, height << 16),
     )
     mvhd = _full(
-        b"mvhd", 0, 0,
+        b"mvhd",
+        0,
+        0,
         struct.pack(">IIIIIH", 0, 0, 1000, duration_ms, 0x10000, 0x100),
-        bytes(10), _MATRIX, bytes(24), struct.pack(">I", 2),
+        bytes(10),
+        _MATRIX,
+        bytes(24),
+        struct.pack(">I", 2),
     )
     return _box(b"moov", mvhd, _box(b"trak", tkhd, mdia))
 
@@ -246,11 +265,17 @@ def _length_prefixed(nals: Iterable[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(nal)) + nal for nal in nals)
 
 
-def make_video(picture: Image.Image, seconds: float, fps: int = 12, bar: tuple[int, int, int] = (255, 255, 255)) -> bytes:
+def make_video(
+    picture: Image.Image, seconds: float, fps: int = 12, bar: tuple[int, int, int] = (255, 255, 255)
+) -> bytes:
     """An MP4 of ``seconds`` showing ``picture`` while a bar fills along the bottom."""
     width = max(16, picture.width // 16 * 16)
     height = max(32, picture.height // 16 * 16)
-    frame = picture.convert("RGB").resize((width, height)) if picture.size != (width, height) else picture.convert("RGB")
+    frame = (
+        picture.convert("RGB").resize((width, height))
+        if picture.size != (width, height)
+        else picture.convert("RGB")
+    )
     mb_width, mb_height = width // 16, height // 16
     sps, pps = _sps(mb_width, mb_height), _pps()
     count = max(1, round(seconds * fps))

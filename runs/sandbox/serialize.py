@@ -23,7 +23,7 @@ BATCH_EVENTS = {
 }
 
 # Added to answers when the "extra_fields" fault is on: a lenient client must ignore them.
-EXTRA_FIELDS = {
+EXTRA_FIELDS: dict[str, Any] = {
     "x_sandbox_unknown": {"nested": [1, "two", None]},
     "links": {"self": "https://api.runflow.io/v1/unknown"},
     "jurisdiction_code": "eu",
@@ -97,8 +97,13 @@ def batch_json(batch: Batch, store: Store, *, extra: bool = False) -> dict[str, 
         "started_at": iso_z(batch.started_at),
         "completed_at": iso_z(batch.completed_at),
         "items": [
-            {"id": _item_id(r), "sequence_index": r.sequence_index, "run_id": r.id,
-             "status_code": r.status, "client_ref": r.client_ref}
+            {
+                "id": _item_id(r),
+                "sequence_index": r.sequence_index,
+                "run_id": r.id,
+                "status_code": r.status,
+                "client_ref": r.client_ref,
+            }
             for r in runs
         ],
     }
@@ -144,8 +149,14 @@ def batch_output(batch: Batch, store: Store) -> dict[str, Any]:
     runs = [store.runs[rid] for rid in batch.run_ids if rid in store.runs]
     return {
         "items": [
-            {"id": _item_id(r), "sequence_index": r.sequence_index, "run_id": r.id,
-             "status": r.status, "client_ref": r.client_ref, "output": r.output}
+            {
+                "id": _item_id(r),
+                "sequence_index": r.sequence_index,
+                "run_id": r.id,
+                "status": r.status,
+                "client_ref": r.client_ref,
+                "output": r.output,
+            }
             for r in runs
         ],
         **_counts(runs),
@@ -156,8 +167,13 @@ def batch_output(batch: Batch, store: Store) -> dict[str, Any]:
 def run_callback(run: Run, *, extra: bool = False) -> dict[str, Any]:
     """The callback body for a terminal run, built from its current state."""
     if run.status == "failed":
-        output: Any = {"error": {"code": run.failure_code, "message": run.failure_message,
-                                 "stage_code": run.failure_stage_code}}
+        output: Any = {
+            "error": {
+                "code": run.failure_code,
+                "message": run.failure_message,
+                "stage_code": run.failure_stage_code,
+            }
+        }
     elif run.status == "canceled":
         output = None
     else:
@@ -178,7 +194,7 @@ def run_callback(run: Run, *, extra: bool = False) -> dict[str, Any]:
 
 
 def batch_callback(batch: Batch, store: Store, *, extra: bool = False) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "event": BATCH_EVENTS[batch.status],
         "batch_id": batch.id,
         "status": batch.status,

@@ -47,7 +47,15 @@ Handler = Callable[..., Answer]
 
 
 class Route:
-    def __init__(self, method: str, pattern: str, handler: Handler, *, auth: bool = True, scope: str = "other") -> None:
+    def __init__(
+        self,
+        method: str,
+        pattern: str,
+        handler: Handler,
+        *,
+        auth: bool = True,
+        scope: str = "other",
+    ) -> None:
         self.method = method
         self.pattern = re.compile(pattern + r"/?\Z")
         self.handler = handler
@@ -106,7 +114,9 @@ class App:
         self.scheduler = Scheduler()
         self.links = Links(config, self.store)
         self.sender = Sender(self.store, config, self.faults, self.scheduler)
-        self.engine = Engine(self.store, config, self.faults, self.sender, self.scheduler, self.links)
+        self.engine = Engine(
+            self.store, config, self.faults, self.sender, self.scheduler, self.links
+        )
 
     def close(self) -> None:
         self.scheduler.stop()
@@ -127,7 +137,9 @@ class App:
                 request.org = self._authenticate(request)
             return self._call(route, request, match.groupdict())
         if allowed:
-            raise ApiError(405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(sorted(set(allowed)))} here.")
+            raise ApiError(
+                405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(sorted(set(allowed)))} here."
+            )
         raise ApiError(404, "NOT_FOUND", "No such endpoint in the Runflow API.")
 
     def _call(self, route: Route, request: Request, groups: dict[str, Any]) -> Answer:
@@ -153,11 +165,19 @@ class App:
         header = request.headers.get("Authorization") or ""
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not KEY.fullmatch(key.strip()):
-            raise ApiError(401, "UNAUTHORIZED", "Missing or invalid API key: send Authorization: Bearer rf_live_….")
+            raise ApiError(
+                401,
+                "UNAUTHORIZED",
+                "Missing or invalid API key: send Authorization: Bearer rf_live_….",
+            )
         org = self.store.org_for_key(key.strip())
         wanted = request.headers.get("X-Organization-Id")
         if wanted and wanted != org.id:
-            raise ApiError(403, "ORGANIZATION_MEMBERSHIP_REQUIRED", "This key does not belong to that organization.")
+            raise ApiError(
+                403,
+                "ORGANIZATION_MEMBERSHIP_REQUIRED",
+                "This key does not belong to that organization.",
+            )
         return org
 
 
@@ -186,31 +206,54 @@ class SandboxHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         parts = urlsplit(self.path)
         path = unquote(parts.path)
-        request = Request(self.command, path, parse_qs(parts.query), self.headers, self.rfile,
-                          app.config.max_body_bytes, request_id=f"req_{uuid.uuid4().hex[:20]}")
+        request = Request(
+            self.command,
+            path,
+            parse_qs(parts.query),
+            self.headers,
+            self.rfile,
+            app.config.max_body_bytes,
+            request_id=f"req_{uuid.uuid4().hex[:20]}",
+        )
         try:
             if path.startswith("/files/"):
                 file_answer = app.links.serve(self.command, path, request.query, request)
-                answer = Answer(file_answer.status, file_answer.body or file_answer.message.encode(),
-                                file_answer.content_type, path=file_answer.path)
+                answer = Answer(
+                    file_answer.status,
+                    file_answer.body or file_answer.message.encode(),
+                    file_answer.content_type,
+                    path=file_answer.path,
+                )
             else:
                 answer = app.dispatch(request)
         except ApiError as problem:
             answer = Answer.json(problem.status, problem.body(), **problem.headers)
         except Exception:
             logger.exception("sandbox handler failed on %s %s", self.command, path)
-            answer = Answer.json(500, {"code": "INTERNAL_ERROR", "message": "The sandbox failed; see its log.", "errors": None})
+            answer = Answer.json(
+                500,
+                {
+                    "code": "INTERNAL_ERROR",
+                    "message": "The sandbox failed; see its log.",
+                    "errors": None,
+                },
+            )
         self._finish_body(request)
         self._write(answer, request)
         if path.startswith("/v1/"):
-            app.store.request({
-                "at": iso_z(now()), "method": self.command, "path": self.path[:500],
-                "status": answer.status, "org_id": request.org.id if request.org else None,
-                "request_id": request.request_id,
-                "idempotency_key": self.headers.get("Idempotency-Key"),
-                "fault": request.fault,
-                "duration_ms": int((time.monotonic() - started) * 1000),
-            })
+            app.store.request(
+                {
+                    "at": iso_z(now()),
+                    "method": self.command,
+                    "path": self.path[:500],
+                    "status": answer.status,
+                    "org_id": request.org.id if request.org else None,
+                    "request_id": request.request_id,
+                    "idempotency_key": self.headers.get("Idempotency-Key"),
+                    "fault": request.fault,
+                    "duration_ms": int((time.monotonic() - started) * 1000),
+                }
+            )
 
     def _finish_body(self, request: Request) -> None:
         # An unread body would be taken for the next request on this connection: drain a
@@ -263,7 +306,10 @@ class SandboxServer(ThreadingHTTPServer):
         if not self.slots.acquire(timeout=5):
             # Too many open connections: refuse this one quickly rather than pile up threads.
             try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
             finally:
                 self.shutdown_request(request)
             return
@@ -276,14 +322,18 @@ class SandboxServer(ThreadingHTTPServer):
             self.slots.release()
 
 
-def serve(config: Config, stop: threading.Event, ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    config: Config, stop: threading.Event, ready: Callable[[str], None] | None = None
+) -> None:
     """Run the sandbox until ``stop`` is set, then shut everything down cleanly."""
     app = App(config)
     server = SandboxServer(app)
     if config.port == 0:
         config.port = server.server_address[1]
         config.public_url = f"http://{config.host}:{config.port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="sandbox-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="sandbox-http", daemon=True
+    )
     thread.start()
     if ready is not None:
         ready(config.public_url)

@@ -239,9 +239,15 @@ class Store:
                 if org.no_credit:
                     org.balance = Decimal("0.00")
                 org.secrets = [
-                    Secret(**{**item, "created_at": _when(item["created_at"]),
-                              "updated_at": _when(item["updated_at"]),
-                              "disabled_at": None, "last_used_at": None})
+                    Secret(
+                        **{
+                            **item,
+                            "created_at": _when(item["created_at"]),
+                            "updated_at": _when(item["updated_at"]),
+                            "disabled_at": None,
+                            "last_used_at": None,
+                        }
+                    )
                     for item in self._saved_secrets.get(org_id, [])
                 ]
                 self.orgs[org_id] = org
@@ -274,9 +280,15 @@ class Store:
         with self.lock:
             data = {
                 org.id: [
-                    {"id": s.id, "org_id": s.org_id, "label": s.label, "plain": s.plain,
-                     "is_current": s.is_current, "created_at": iso_z(s.created_at),
-                     "updated_at": iso_z(s.updated_at)}
+                    {
+                        "id": s.id,
+                        "org_id": s.org_id,
+                        "label": s.label,
+                        "plain": s.plain,
+                        "is_current": s.is_current,
+                        "created_at": iso_z(s.created_at),
+                        "updated_at": iso_z(s.updated_at),
+                    }
                     for s in org.secrets
                 ]
                 for org in self.orgs.values()
@@ -294,12 +306,18 @@ class Store:
     def add_run(self, run: Run) -> None:
         with self.lock:
             self.runs[run.id] = run
-            self.ledger_runs.append({
-                "run_id": run.id, "org_id": run.org_id, "model_id": run.model_id,
-                "client_ref": run.client_ref, "idempotency_key": run.idempotency_key,
-                "batch_id": run.batch_id, "scenario": sorted(run.scenario),
-                "created_at": iso_z(run.created_at),
-            })
+            self.ledger_runs.append(
+                {
+                    "run_id": run.id,
+                    "org_id": run.org_id,
+                    "model_id": run.model_id,
+                    "client_ref": run.client_ref,
+                    "idempotency_key": run.idempotency_key,
+                    "batch_id": run.batch_id,
+                    "scenario": sorted(run.scenario),
+                    "created_at": iso_z(run.created_at),
+                }
+            )
             self._evict()
 
     def _evict(self) -> None:
@@ -323,8 +341,15 @@ class Store:
         key = f"{run.id}-{len(run.files)}-{uuid.uuid4().hex[:8]}.{extension}"
         path = self.root / key
         path.write_bytes(data)
-        entry = OutputFile(key, run.org_id, run.id, path, content_type, len(data),
-                           expires_at=now().timestamp() + self.config.output_ttl)
+        entry = OutputFile(
+            key,
+            run.org_id,
+            run.id,
+            path,
+            content_type,
+            len(data),
+            expires_at=now().timestamp() + self.config.output_ttl,
+        )
         with self.lock:
             self.files[key] = entry
             run.files.append(key)

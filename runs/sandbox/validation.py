@@ -34,7 +34,9 @@ def validate_input(spec: Spec, data: Any, check_image: ImageCheck) -> list[dict[
     known = {item["name"] for item in spec.inputs}
     for name in data:
         if name not in known:
-            errors.append(error(["input", name], "Extra inputs are not permitted", "extra_forbidden"))
+            errors.append(
+                error(["input", name], "Extra inputs are not permitted", "extra_forbidden")
+            )
     for item in spec.inputs:
         name = item["name"]
         value = data.get(name)

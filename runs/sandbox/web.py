@@ -9,8 +9,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from io import BufferedIOBase
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from runs.sandbox.state import Org
 from runs.sandbox.util import ApiError, dumps
@@ -27,7 +28,7 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: Message
-    rfile: BinaryIO
+    rfile: BufferedIOBase
     max_body: int
     org: Org | None = None
     request_id: str = ""
@@ -55,7 +56,9 @@ class Request:
             if length is None:
                 raise ApiError(411, "LENGTH_REQUIRED", "Send a Content-Length header.")
             if length > self.max_body:
-                raise ApiError(413, "PAYLOAD_TOO_LARGE", f"The body is larger than {self.max_body} bytes.")
+                raise ApiError(
+                    413, "PAYLOAD_TOO_LARGE", f"The body is larger than {self.max_body} bytes."
+                )
             self._body = self.rfile.read(length) if length else b""
             self.consumed = True
         return self._body
@@ -96,7 +99,7 @@ class Answer:
         return cls(status, dumps(data), headers=dict(headers))
 
 
-def paginate(
+def paginate[T](
     request: Request, items: Sequence[T], position: Callable[[T], int], render: Callable[[T], Any]
 ) -> dict[str, Any]:
     """The list envelope over ``items`` (already in display order; ``position`` increases)."""
@@ -119,7 +122,10 @@ def paginate(
     fields = request.param("fields")
     if fields:
         wanted = {name.strip() for name in fields.split(",")} | {"id"}
-        rendered = [{k: v for k, v in row.items() if k in wanted} if isinstance(row, dict) else row for row in rendered]
+        rendered = [
+            {k: v for k, v in row.items() if k in wanted} if isinstance(row, dict) else row
+            for row in rendered
+        ]
     return {
         "items": rendered,
         "first": None,
@@ -132,8 +138,18 @@ def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(422, "VALIDATION_ERROR", "limit must be between 1 and 500.",
-                       [{"loc": ["query", "limit"], "msg": "Input should be between 1 and 500", "type": "range"}])
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "limit must be between 1 and 500.",
+            [
+                {
+                    "loc": ["query", "limit"],
+                    "msg": "Input should be between 1 and 500",
+                    "type": "range",
+                }
+            ],
+        )
     return int(raw)
 
 
@@ -143,17 +159,25 @@ def _encode(direction: str, anchor: int) -> str:
 
 def _decode(cursor: str) -> tuple[str, int]:
     try:
-        direction, anchor = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        direction, anchor = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        )
         if direction in ("a", "b"):
             return direction, int(anchor)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         pass
-    raise ApiError(422, "VALIDATION_ERROR", "pq is not a cursor this API gave out.",
-                   [{"loc": ["query", "pq"], "msg": "Invalid cursor", "type": "value_error"}])
+    raise ApiError(
+        422,
+        "VALIDATION_ERROR",
+        "pq is not a cursor this API gave out.",
+        [{"loc": ["query", "pq"], "msg": "Invalid cursor", "type": "value_error"}],
+    )
 
 
 # q=client_ref.EQ:'abc' AND status_code:succeeded (the two syntaxes Runflow's docs show)
-_TERM = re.compile(r"^\s*(?P<field>[a-z_]+)(?:\.EQ)?\s*[:=]\s*(?P<value>'(?:[^'\\]|\\.)*'|\"[^\"]*\"|\S+)\s*$")
+_TERM = re.compile(
+    r"^\s*(?P<field>[a-z_]+)(?:\.EQ)?\s*[:=]\s*(?P<value>'(?:[^'\\]|\\.)*'|\"[^\"]*\"|\S+)\s*$"
+)
 
 
 def parse_filter(raw: str | None, allowed: Sequence[str]) -> dict[str, str]:
@@ -163,9 +187,12 @@ def parse_filter(raw: str | None, allowed: Sequence[str]) -> dict[str, str]:
     for part in re.split(r"\s+AND\s+", raw.strip()):
         match = _TERM.match(part)
         if not match or match["field"] not in allowed:
-            raise ApiError(422, "VALIDATION_ERROR",
-                           f"Unsupported filter {part!r}: use field.EQ:'value' on {', '.join(allowed)}.",
-                           [{"loc": ["query", "q"], "msg": "Unsupported filter", "type": "value_error"}])
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"Unsupported filter {part!r}: use field.EQ:'value' on {', '.join(allowed)}.",
+                [{"loc": ["query", "q"], "msg": "Unsupported filter", "type": "value_error"}],
+            )
         value = match["value"]
         if value[:1] in ("'", '"') and value[-1:] == value[:1]:
             value = value[1:-1].replace("\\'", "'")

@@ -62,12 +62,14 @@ class Sandbox:
     log_path: Path = field(repr=False)
 
     def new_key(self, marker: str = "", *, admin: bool = False) -> str:
-        """A fresh key, hence a fresh organization. ``marker="nocredit"`` makes one that gets 402."""
+        """A fresh key, hence a fresh organization (``marker="nocredit"``: one that gets 402)."""
         return f"rf_{'svc' if admin else 'live'}_{marker}{secrets.token_hex(12)}"
 
     def api(self, key: str | None = None, **options: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=options.pop("timeout", 10), **options)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=options.pop("timeout", 10), **options
+        )
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         response = httpx.post(f"{self.url}/_sandbox/faults", json=faults, timeout=5)
@@ -86,7 +88,9 @@ class Sandbox:
         response.raise_for_status()
         return response.json()
 
-    def wait_for(self, key: str, run_id: str, *, timeout: float = 15, until: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
+    def wait_for(
+        self, key: str, run_id: str, *, timeout: float = 15, until: tuple[str, ...] = TERMINAL
+    ) -> dict[str, Any]:
         """Poll the run until its status is in ``until``; return the run."""
         deadline = time.monotonic() + timeout
         with self.api(key) as client:
@@ -95,7 +99,9 @@ class Sandbox:
                 if run["status_code"] in until:
                     return run
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"run {run_id} still {run['status_code']} after {timeout}s")
+                    raise AssertionError(
+                        f"run {run_id} still {run['status_code']} after {timeout}s"
+                    )
                 time.sleep(0.05)
 
     def log(self) -> str:
@@ -111,8 +117,21 @@ def launch_sandbox(log_dir: Path, *args: str, env: dict[str, str] | None = None)
     log_path = log_dir / f"sandbox-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "sandbox", "--port", str(port), "--secrets-file", "none", *args],
-            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "manage.py",
+                "sandbox",
+                "--port",
+                str(port),
+                "--secrets-file",
+                "none",
+                *args,
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     sandbox = Sandbox(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + 60
@@ -206,8 +225,12 @@ class CallbackReceiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 with receiver._lock:
-                    receiver.received.append(Received(self.path, dict(self.headers.items()), body, time.monotonic()))
-                    status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
+                    receiver.received.append(
+                        Received(self.path, dict(self.headers.items()), body, time.monotonic())
+                    )
+                    status = (
+                        receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
+                    )
                     receiver._arrived.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
@@ -230,7 +253,9 @@ class CallbackReceiver:
             while len(self.received) < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"{len(self.received)} callbacks arrived, expected {count}")
+                    raise AssertionError(
+                        f"{len(self.received)} callbacks arrived, expected {count}"
+                    )
                 self._arrived.wait(remaining)
             return list(self.received)
 
