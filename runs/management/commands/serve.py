@@ -7,6 +7,7 @@ if one of them dies, the others are stopped and the command says which one and w
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -61,6 +62,8 @@ class Command(BaseCommand):
         children = self._children(options, sandbox, env)
         self._start(children, env)
         login = None if options["no_demo"] else ensure_demo(sandbox=sandbox)
+        # Worker start: one reconcile sweep now, then its periodic cycle (runs/worker.py).
+        call_command("reconcile", stdout=io.StringIO())
         self._banner(env["SITE_URL"], login, sandbox)
         sys.exit(self._supervise(children))
 
