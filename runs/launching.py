@@ -268,7 +268,8 @@ def _add_items(
     """Runs for ``items`` (index, input) in ``batch``; chunks if sent through the batch API."""
     chunks: list[BatchChunk] = []
     if chunked:
-        first = (batch.chunks.aggregate(last=Max("index"))["last"] or -1) + 1
+        last = batch.chunks.aggregate(last=Max("index"))["last"]
+        first = 0 if last is None else last + 1
         chunks = [
             BatchChunk.objects.create(batch=batch, index=first + number)
             for number in range((len(items) + CHUNK_SIZE - 1) // CHUNK_SIZE)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from django.tasks.signals import task_enqueued
+from django.test import Client
 from django.urls import reverse
 
 from runs.models import ModelPolicy, Run, Status
