@@ -1,4 +1,4 @@
-"""Verified callback bodies: store them, then parse, match and apply them (W6–W13).
+"""Verified callback bodies: store them, then parse, match and apply them (W6 to W13).
 
 The view (``runs/views/hooks.py``) checks the signature and calls ``store_callback`` *before*
 anything here reads the body, so a delivery Runflow got a 2xx for is always in the ledger,
@@ -231,7 +231,11 @@ def _item_run(item: BatchItemInfo, runs: list[Run], team_id: int) -> Run | None:
             if run.uuid == ours:
                 return run
     index = item.sequence_index
-    if index is not None and 0 <= index < len(runs) and runs[index].runflow_id in (None, runflow_id):
+    if (
+        index is not None
+        and 0 <= index < len(runs)
+        and runs[index].runflow_id in (None, runflow_id)
+    ):
         return runs[index]
     return None
 

@@ -134,12 +134,16 @@ def _open_image(file: IO[bytes]) -> Image.Image:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(file)
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
             raise Undecodable(str(exc)) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()
-        raise Undecodable(f"{width}×{height} pixels is more than this site processes")
+        raise Undecodable(f"{width}x{height} pixels is more than this site processes")
     return image
 
 
@@ -158,7 +162,7 @@ def _image_facts(file: IO[bytes]) -> Facts:
 
 def _boxes(file: IO[bytes], start: int, end: int) -> list[tuple[bytes, int, int]]:
     """ISO BMFF boxes between ``start`` and ``end``: (type, payload start, payload end)."""
-    boxes = []
+    boxes: list[tuple[bytes, int, int]] = []
     position = start
     while position + 8 <= end and len(boxes) < 10_000:
         file.seek(position)

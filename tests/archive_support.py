@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from PIL import Image
+
 
 class Recorder:
     """A listener that records every connection made to it; refused URLs point here."""
@@ -68,10 +70,8 @@ class FileServer:
                 if route is None:
                     self.send_error(404)
                     return
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     route(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -71,6 +71,4 @@ def post_callback(
     if signature is not None:
         extra["Runflow-Signature"] = signature
     extra.setdefault("Runflow-Request-Id", f"req_{uuid.uuid4().hex[:12]}")
-    return client.post(
-        hook_url(team), data=body, content_type="application/json", headers=extra
-    )
+    return client.post(hook_url(team), data=body, content_type="application/json", headers=extra)

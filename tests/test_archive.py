@@ -20,6 +20,7 @@ from tests.archive_support import (
     send,
 )
 
+
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     listener = Recorder()
@@ -205,7 +206,10 @@ def test_sandbox_exception_is_exact(files: FileServer, settings: Any) -> None:
     ("body", "label"),
     [
         (b"<!doctype html><html><script>alert(1)</script></html>", "image/png"),
-        (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "image/svg+xml"),
+        (
+            b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+            "image/svg+xml",
+        ),
         (b"<?xml version='1.0'?><svg/>", "image/png"),
         (b"%PDF-1.7 not an image", "image/jpeg"),
         (b"MZ\x90\x00 an executable", "video/mp4"),

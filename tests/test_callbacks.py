@@ -26,7 +26,10 @@ from tests.hooks_support import (
 
 pytestmark = pytest.mark.django_db
 
-ITEM_RUNS = [uuid.UUID("0190f3d1-0000-7000-8000-000000000000"), uuid.UUID("0190f3d1-0000-7000-8000-000000000001")]
+ITEM_RUNS = [
+    uuid.UUID("0190f3d1-0000-7000-8000-000000000000"),
+    uuid.UUID("0190f3d1-0000-7000-8000-000000000001"),
+]
 
 
 def stored(cast: Cast, body: bytes) -> Delivery:

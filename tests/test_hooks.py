@@ -1,4 +1,4 @@
-"""The callback view: signatures over raw bytes, the ledger, matching and answers (W1–W13)."""
+"""The callback view: signatures over raw bytes, the ledger, matching and answers (W1 to W13)."""
 
 from __future__ import annotations
 
@@ -143,7 +143,12 @@ def test_run_of_another_team_is_not_matched(cast: Cast, acme: Team) -> None:
 def test_both_secrets_verify_during_rotation_and_a_retired_one_stops(acme: Team, run: Run) -> None:
     old = CallbackSecret.objects.get(team=acme)
     new = add_secret(acme, "whsec_test_acme_rotated_000000000000")
-    assert post_callback(Client(), acme, BODY, secret="whsec_test_acme_rotated_000000000000").status_code == 200
+    assert (
+        post_callback(
+            Client(), acme, BODY, secret="whsec_test_acme_rotated_000000000000"
+        ).status_code
+        == 200
+    )
     assert post_callback(Client(), acme, BODY, secret=SECRET).status_code == 200
     old.refresh_from_db()
     new.refresh_from_db()
@@ -397,7 +402,9 @@ def test_no_secret_or_signature_reaches_the_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     post_callback(Client(), acme, BODY, headers={"Runflow-Request-Id": "req_visible"})
-    post_callback(Client(), acme, BODY, signature="0" * 64, headers={"Runflow-Request-Id": "req_bad"})
+    post_callback(
+        Client(), acme, BODY, signature="0" * 64, headers={"Runflow-Request-Id": "req_bad"}
+    )
     text = caplog.text
     assert "req_visible" in text and "req_bad" in text
     assert SECRET not in text and GOOD not in text

@@ -8,7 +8,8 @@ import string
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runs.models import Delivery, Run, Status, Team
 from tests.conftest import Cast
@@ -35,8 +36,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 envelope_like = st.fixed_dictionaries(
@@ -46,7 +48,9 @@ envelope_like = st.fixed_dictionaries(
             ["run.completed", "run.failed", "run.cancelled", "batch.succeeded", "run.x", ""]
         )
         | st.text(max_size=20),
-        "run_id": st.sampled_from([str(RUNFLOW_ID), "nope", ""]) | st.uuids().map(str) | json_values,
+        "run_id": st.sampled_from([str(RUNFLOW_ID), "nope", ""])
+        | st.uuids().map(str)
+        | json_values,
         "batch_id": st.uuids().map(str) | json_values,
         "status": st.sampled_from(["succeeded", "failed", "canceled", "cancelled", "odd"])
         | json_values,
@@ -128,7 +132,9 @@ def test_no_input_gets_a_500_or_a_change_without_a_signature(
     sent = dict(headers)
     if signature is not None:
         sent["Runflow-Signature"] = signature
-    response = CLIENT.generic(method, hook_url(acme), data=body, content_type=content_type, headers=sent)
+    response = CLIENT.generic(
+        method, hook_url(acme), data=body, content_type=content_type, headers=sent
+    )
     assert response.status_code in ALLOWED, (response.status_code, body[:100])
     verified = kind in ("good", "upper") and method == "POST"
     if not verified:

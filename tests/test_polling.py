@@ -35,7 +35,15 @@ from runs.tasks.polling import poll_interval, poll_run, reconcile, start_polling
 from runs.transitions import Report, apply_report
 from runs.worker import CYCLE_KEY, ensure_reconcile_cycle
 from tests.conftest import Cast
-from tests.hooks_support import OUR_RUN, RUNFLOW_ID, SECRET, add_secret, fixture, make_run, post_callback
+from tests.hooks_support import (
+    OUR_RUN,
+    RUNFLOW_ID,
+    SECRET,
+    add_secret,
+    fixture,
+    make_run,
+    post_callback,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +133,11 @@ def test_poll_applies_status_logs_and_steps_incrementally(cast: Cast, runflow: F
     assert poll_run.call(run.pk) == Outcome.DUPLICATE
     assert RunLog.objects.filter(run=run).count() == 2
     assert NodeRun.objects.get(run=run).state == "succeeded"
-    upstream.update(status_code="succeeded", cost="0.04", output={"outputs": [{"type": "image", "url": "https://x.test/a.png"}]})
+    upstream.update(
+        status_code="succeeded",
+        cost="0.04",
+        output={"outputs": [{"type": "image", "url": "https://x.test/a.png"}]},
+    )
     Run.objects.filter(pk=run.pk).update(next_poll_at=None)
     assert poll_run.call(run.pk) == Outcome.APPLIED
     run.refresh_from_db()
@@ -143,7 +155,9 @@ def test_poll_applies_status_logs_and_steps_incrementally(cast: Cast, runflow: F
     assert len(runflow.requests) == 3
 
 
-def test_poll_without_upstream_id_finds_the_run_by_client_ref(cast: Cast, runflow: FakeRunflow) -> None:
+def test_poll_without_upstream_id_finds_the_run_by_client_ref(
+    cast: Cast, runflow: FakeRunflow
+) -> None:
     run = in_flight(cast, runflow_id=None, status=Status.PENDING)
     runflow.add(RUNFLOW_ID, "running", client_ref=str(run.uuid))
     assert poll_run.call(run.pk) == Outcome.APPLIED
@@ -262,7 +276,9 @@ def test_in_flight_poll_schedules_the_next_and_terminal_stops(
     assert run.next_poll_at is None
 
 
-def test_duplicate_chains_collapse_into_one(cast: Cast, runflow: FakeRunflow, dummy_tasks: Any) -> None:
+def test_duplicate_chains_collapse_into_one(
+    cast: Cast, runflow: FakeRunflow, dummy_tasks: Any
+) -> None:
     run = in_flight(cast, next_poll_at=timezone.now())
     runflow.add(RUNFLOW_ID, "running")
     # Two tasks for the same run become due together (a reconcile re-arm and the chain).
@@ -324,7 +340,9 @@ def test_reconcile_applies_a_stored_but_unprocessed_delivery(cast: Cast) -> None
 
 def test_reconcile_flags_runs_stuck_past_their_models_limit(cast: Cast) -> None:
     for model_id, kind in (("acme/text-to-image", "image"), ("acme/video", "video")):
-        RunflowModel.objects.create(api_url="http://sandbox.test", model_id=model_id, output_kind=kind)
+        RunflowModel.objects.create(
+            api_url="http://sandbox.test", model_id=model_id, output_kind=kind
+        )
     old = timezone.now() - timedelta(minutes=20)
     image = in_flight(cast, runflow_id=uuid.uuid4(), submitted_at=old, created_at=old)
     video = in_flight(

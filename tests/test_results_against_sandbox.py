@@ -30,7 +30,14 @@ EVENT_STATUS = {
     "run.partial_succeeded": "partial_succeeded",
 }
 TERMINAL = set(EVENT_STATUS.values())
-PROMPTS = ["a fox in snow", "a lighthouse [fail]", "two cats [partial]", "a red kite", "a city [cancel]", "a pear"]
+PROMPTS = [
+    "a fox in snow",
+    "a lighthouse [fail]",
+    "two cats [partial]",
+    "a red kite",
+    "a city [cancel]",
+    "a pear",
+]
 
 
 @pytest.fixture
@@ -50,7 +57,9 @@ def launch(site: LiveSite, prompts: list[str]) -> list[str]:
 import json
 from runs.launching import launch_run
 from runs.models import Membership
-membership = Membership.objects.select_related("team", "user").get(team__name="Demo", user__username="admin")
+membership = Membership.objects.select_related("team", "user").get(
+    team__name="Demo", user__username="admin"
+)
 runs = [launch_run(membership, {MODEL!r}, {{"prompt": prompt}}) for prompt in {prompts!r}]
 print(json.dumps([str(run.uuid) for run in runs]))
 """
@@ -124,9 +133,7 @@ def compare(site: LiveSite, state: dict[str, Any]) -> dict[str, int]:
         for c in theirs["callbacks"]
         if c["status_code"] is not None and 200 <= c["status_code"] < 300
     )
-    ours = Counter(
-        d[1] for run in state.values() for d in run["deliveries"] if d[0] == "callback"
-    )
+    ours = Counter(d[1] for run in state.values() for d in run["deliveries"] if d[0] == "callback")
     lost = sum((accepted - ours).values())
     invented = sum((ours - accepted).values())
     assert lost == 0 and invented == 0, (accepted, ours)
@@ -135,7 +142,9 @@ def compare(site: LiveSite, state: dict[str, Any]) -> dict[str, int]:
     assert not refused & set(ours)
     # Each run moved to its end exactly once, whichever way the news came.
     for run in state.values():
-        applied = [d for d in run["deliveries"] if d[2] == "applied" and d[3] in TERMINAL | {"cancelled"}]
+        applied = [
+            d for d in run["deliveries"] if d[2] == "applied" and d[3] in TERMINAL | {"cancelled"}
+        ]
         assert len(applied) <= 1, run["deliveries"]
     figures = {
         "runs": len(state),

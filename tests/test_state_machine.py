@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -58,7 +59,9 @@ EVENTS = {
 
 
 def outputs(count: int) -> dict[str, Any]:
-    return {"outputs": [{"type": "image", "url": f"https://cdn.test/{i}.png"} for i in range(count)]}
+    return {
+        "outputs": [{"type": "image", "url": f"https://cdn.test/{i}.png"} for i in range(count)]
+    }
 
 
 class RunLifecycle(RuleBasedStateMachine):
@@ -100,17 +103,22 @@ class RunLifecycle(RuleBasedStateMachine):
             self.conflicts += 1
         elif self.first_terminal is not None and new in TERMINAL:
             assert outcome == Outcome.DUPLICATE
-        if new == self.first_terminal and new in WITH_OUTPUTS and output is not None:
-            if self.expected_outputs is None:
-                self.expected_outputs = len(output.get("outputs", []))
+        first_with_outputs = new == self.first_terminal and new in WITH_OUTPUTS
+        if first_with_outputs and output is not None and self.expected_outputs is None:
+            self.expected_outputs = len(output.get("outputs", []))
         assert current == (self.first_terminal or current)
 
     # ---- rules ----
 
-    @rule(status=st.sampled_from([*IN_FLIGHT_REPORTS, *TERMINAL_REPORTS, "weird"]),
-          count=st.integers(0, 3), with_output=st.booleans())
+    @rule(
+        status=st.sampled_from([*IN_FLIGHT_REPORTS, *TERMINAL_REPORTS, "weird"]),
+        count=st.integers(0, 3),
+        with_output=st.booleans(),
+    )
     def poll(self, status: str, count: int, with_output: bool) -> None:
-        output = outputs(count) if with_output and normalize_status(status) in WITH_OUTPUTS else None
+        output = (
+            outputs(count) if with_output and normalize_status(status) in WITH_OUTPUTS else None
+        )
         report = Report(
             status=status,
             runflow_id=str(self.runflow_id),
@@ -120,8 +128,12 @@ class RunLifecycle(RuleBasedStateMachine):
         outcome = apply_report(self.run, report, source=Source.POLL)
         self.expect(status, outcome, output)
 
-    @rule(status=st.sampled_from(TERMINAL_REPORTS), count=st.integers(0, 3),
-          by_metadata=st.booleans(), via_view=st.booleans())
+    @rule(
+        status=st.sampled_from(TERMINAL_REPORTS),
+        count=st.integers(0, 3),
+        by_metadata=st.booleans(),
+        via_view=st.booleans(),
+    )
     def callback(self, status: str, count: int, by_metadata: bool, via_view: bool) -> None:
         output = outputs(count) if normalize_status(status) in WITH_OUTPUTS else None
         body = json.dumps(

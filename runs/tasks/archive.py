@@ -116,7 +116,9 @@ def _store(output: Output, downloaded: Downloaded) -> str:
         thumb_path = field.generate_filename(output, f"{output.uuid}-thumb.webp")  # type: ignore[attr-defined]
         thumb_name = _save(thumb_path, ContentFile(thumb))
     if output.kind not in (OutputKind.OTHER, sniffed.kind):
-        logger.info("Output %s said %s but its bytes are %s", output.uuid, output.kind, sniffed.kind)
+        logger.info(
+            "Output %s said %s but its bytes are %s", output.uuid, output.kind, sniffed.kind
+        )
     updated = Output.objects.filter(pk=output.pk, archive_state__in=OWED).update(
         file=file_name,
         thumbnail=thumb_name,

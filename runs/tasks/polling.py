@@ -28,8 +28,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, Q
 from django.db import transaction
+from django.db.models import F, Q
 from django.tasks import task
 from django.utils import timezone
 
@@ -197,7 +197,9 @@ def fetch_and_apply(run: Run) -> tuple[str, float]:
 def _wait_for_connection(run: Run, reason: str) -> float:
     """Seconds until polling this run could work again."""
     if reason == "breaker":
-        until = Run.objects.filter(pk=run.pk).values_list("team__breaker_open_until", flat=True).first()
+        until = (
+            Run.objects.filter(pk=run.pk).values_list("team__breaker_open_until", flat=True).first()
+        )
         if until is not None:
             return max(5.0, (until - timezone.now()).total_seconds())
         return 30.0
@@ -286,7 +288,9 @@ def rearm_polls(now: datetime, limit: int = 1000) -> int:
     lost = (
         Run.objects.filter(status__in=IN_FLIGHT, created_at__gte=now - GIVE_UP_AFTER)
         # A pending run never sent is submit's to finish; one that was sent is ours.
-        .filter(~Q(status=Status.PENDING) | Q(runflow_id__isnull=False) | Q(submitted_at__isnull=False))
+        .filter(
+            ~Q(status=Status.PENDING) | Q(runflow_id__isnull=False) | Q(submitted_at__isnull=False)
+        )
         .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lt=now - LOST_AFTER))
         .order_by(F("next_poll_at").asc(nulls_first=True))[:limit]
     )
@@ -319,7 +323,9 @@ def flag_stuck(now: datetime, limit: int = 1000) -> int:
         if Run.objects.filter(pk=run.pk, stuck_since__isnull=True, status__in=IN_FLIGHT).update(
             stuck_since=now
         ):
-            logger.warning("Run %s flagged stuck after %s minutes in flight", run.uuid, limit_minutes)
+            logger.warning(
+                "Run %s flagged stuck after %s minutes in flight", run.uuid, limit_minutes
+            )
             flagged += 1
     return flagged
 

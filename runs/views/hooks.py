@@ -1,4 +1,4 @@
-"""POST /hooks/runflow/<team uuid>/: where Runflow reports a run's end (W1–W13).
+"""POST /hooks/runflow/<team uuid>/: where Runflow reports a run's end (W1 to W13).
 
 The only CSRF-exempt view of the site (W4): its callers are not browsers, and the HMAC
 signature over the raw body is what authenticates them. In order:
