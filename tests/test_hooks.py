@@ -183,7 +183,17 @@ def test_callback_view_is_the_only_csrf_exempt_view() -> None:
                 exempt.append(prefix + str(pattern.pattern))
 
     walk(get_resolver().url_patterns)
-    assert exempt == ["hooks/runflow/<uuid:team>/"]
+    assert exempt == ["hooks/runflow/<uuid:team>/", "hooks/runflow/<uuid:team>"]
+
+
+def test_callback_url_without_trailing_slash_is_not_redirected(acme: Team, run: Run) -> None:
+    response = Client().post(
+        hook_url(acme).rstrip("/"),
+        data=BODY,
+        content_type="application/json",
+        headers={"Runflow-Signature": GOOD},
+    )
+    assert response.status_code == 200
 
 
 def test_post_without_csrf_token_works_only_here(acme: Team, run: Run) -> None:

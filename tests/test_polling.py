@@ -67,6 +67,8 @@ class FakeRunflow:
         if self.fail_with:
             return httpx.Response(self.fail_with, json={"code": "UNAVAILABLE", "message": "down"})
         path = request.url.path
+        if path.endswith("/callback-redeliveries"):
+            return httpx.Response(201, json={"id": "d1", "status_code": "pending"})
         if path == "/v1/runs":
             ref = request.url.params["q"].split("'")[1]
             items = [r for r in self.runs.values() if r.get("client_ref") == ref]
@@ -229,6 +231,16 @@ def test_runs_older_than_the_give_up_age_are_left_alone(cast: Cast, runflow: Fak
     run = in_flight(cast, created_at=timezone.now() - timedelta(days=4))
     assert poll_run.call(run.pk) == "gave up"
     assert runflow.requests == []
+
+
+def test_redelivery_is_requested_upstream(cast: Cast, runflow: FakeRunflow) -> None:
+    from runs.tasks.polling import request_redelivery
+
+    run = in_flight(cast, status=Status.SUCCEEDED)
+    assert request_redelivery.call(run.pk) == "requested"
+    assert runflow.requests == [f"POST /v1/runs/{RUNFLOW_ID}/callback-redeliveries"]
+    unsent = make_run(cast.team)
+    assert request_redelivery.call(unsent.pk) == "not sent to Runflow yet"
 
 
 # ---- the schedule and the chain ----

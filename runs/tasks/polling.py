@@ -89,7 +89,10 @@ def start_polling(run: Run, *, delay: float | None = None) -> None:
 
 
 def poll_soon(run: Run) -> None:
-    """Poll ``run`` as soon as a worker is free (a batch callback left it out, "poll now")."""
+    """Poll ``run`` as soon as a worker is free (a batch callback left it out, "poll now").
+
+    Nothing is fetched in the caller's request: the admin's "poll now" button only enqueues.
+    """
     start_polling(run, delay=0)
 
 
@@ -249,6 +252,44 @@ def take_upstream_budget(team_id: int) -> bool:
         cache.set(key, 1, timeout=120)
         used = 1
     return used <= limit
+
+
+# ---- "redeliver callback" (admins) ----
+
+
+@task
+def request_redelivery(run_id: int) -> str:
+    """Ask Runflow to send the run's callback again (``POST …/callback-redeliveries``).
+
+    The redelivered body arrives at the callback view like any other and lands in the
+    ledger; a terminal run simply records it as a duplicate.
+    """
+    from runs.connection import (
+        ConnectionUnavailable,
+        client_for_team,
+        counts_against_breaker,
+        record_upstream_failure,
+        record_upstream_success,
+    )
+    from runs.runflow.errors import RunflowError
+
+    run = Run.objects.select_related("team", "key").filter(pk=run_id).first()
+    if run is None or run.runflow_id is None:
+        return "not sent to Runflow yet"
+    key = run.key if run.key is not None and run.key.is_active else None
+    try:
+        with client_for_team(run.team, key=key) as client:
+            client.redeliver_callback(run.runflow_id)
+    except ConnectionUnavailable as exc:
+        return exc.message
+    except RunflowError as exc:
+        if counts_against_breaker(exc):
+            record_upstream_failure(run.team, exc.message)
+        logger.info("Run %s: redelivery refused: %s", run.uuid, exc.message)
+        return exc.message
+    record_upstream_success(run.team)
+    logger.info("Run %s: callback redelivery requested", run.uuid)
+    return "requested"
 
 
 # ---- the reconcile sweep ----
