@@ -70,15 +70,9 @@ def catalog_model(team: Team, model_id: str) -> RunflowModel | None:
 
 def launch_blocker(team: Team) -> str | None:
     """Why this team cannot launch right now (no key, key unreadable, breaker open)."""
-    try:
-        from runs.connection import launch_blocker as connection_blocker
-    except ImportError:
-        connection_blocker = None
-    if connection_blocker is not None:
-        return connection_blocker(team)
-    if team.default_key() is None:
-        return "This team is not connected to Runflow yet: a team admin adds an API key first."
-    return None
+    from runs.connection import launch_blocker as connection_blocker
+
+    return connection_blocker(team)
 
 
 # ---- the policy, asked before anything is saved ----
@@ -226,9 +220,11 @@ def launch_batch(
             batch.save()
             _add_items(batch, membership, list(enumerate(inputs)), uses_batch_endpoint(model))
     except IntegrityError:
-        existing = Batch.objects.filter(
-            uuid=batch_uuid, team=team, created_by=membership.user
-        ).first()
+        existing = (
+            Batch.objects.filter(uuid=batch_uuid, team=team, created_by=membership.user).first()
+            if batch_uuid is not None
+            else None
+        )
         if existing is None:
             raise LaunchError("This batch form was already used; open it again.") from None
         return existing

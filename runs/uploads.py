@@ -48,7 +48,7 @@ def send_uploads(team: Team, form: LaunchForm) -> None:
     The URLs are written back into the bound data too: if the page is shown again (a
     confirmation step), the file is not lost, its URL is in the field.
     """
-    data: Any = form.data.copy()
+    data: Any = form.data.copy()  # type: ignore[attr-defined]  # a QueryDict
     for name, files in form.uploads.items():
         try:
             urls = [upload_one(team, file) for file in files]

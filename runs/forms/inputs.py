@@ -474,9 +474,12 @@ def parse_json_text(text: str) -> Any:
         raise ValueError(f"At most {MAX_JSON_CHARS:,} characters of JSON.")
     try:
         return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
-        raise ValueError(f"This is not valid JSON{where}.") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"This is not valid JSON (line {exc.lineno}, column {exc.colno})."
+        ) from None
+    except (ValueError, RecursionError):
+        raise ValueError("This is not valid JSON.") from None
 
 
 def to_text(spec: InputSpec | None, value: Any) -> str:

@@ -85,9 +85,9 @@ class FieldView:
 
     @property
     def errors(self) -> list[str]:
-        found = list(self.field.errors)
+        found = [str(error) for error in self.field.errors]
         if self.file_field is not None:
-            found += list(self.file_field.errors)
+            found += [str(error) for error in self.file_field.errors]
         return found
 
     @property
@@ -124,7 +124,7 @@ class LaunchForm(forms.Form):
         partial: bool = False,
         upstream_errors: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(data, files)
+        super().__init__(data, files)  # type: ignore[arg-type]  # a QueryDict, or a dict in tests
         self.parsed = parsed
         self.upstream_errors = _messages_by_field(upstream_errors)
         self.vary = set(vary)

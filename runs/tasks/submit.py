@@ -27,6 +27,7 @@ from django.db.models import F
 from django.tasks import task
 from django.utils import timezone
 
+from runs.connection import ConnectionUnavailable
 from runs.models import Batch, BatchChunk, Run, Source, Status
 from runs.runflow.client import RunflowClient
 from runs.runflow.errors import (
@@ -87,14 +88,6 @@ def _health(team: Any, error: RunflowError | None) -> None:
         record_upstream_success(team)
 
 
-def _connection_errors() -> tuple[type[Exception], ...]:
-    try:
-        from runs.connection import ConnectionUnavailable
-    except ImportError:
-        return (ImportError,)
-    return (ConnectionUnavailable,)
-
-
 # ---- single runs ----
 
 
@@ -133,8 +126,8 @@ def _send_run(run: Run, attempt: int) -> tuple[Any, bool]:
     """The create answer, or the run an earlier attempt made (``True``: found, not created)."""
     try:
         client = open_client(run)
-    except _connection_errors() as exc:
-        raise _Retry(str(getattr(exc, "message", exc))) from exc
+    except ConnectionUnavailable as exc:
+        raise _Retry(exc.message) from exc
     try:
         with client:
             result = _create_run(client, run, attempt)
@@ -274,8 +267,8 @@ def _send_chunk(chunk: BatchChunk, runs: Sequence[Run], attempt: int) -> Any:
     batch = chunk.batch
     try:
         client = open_client(batch)
-    except _connection_errors() as exc:
-        raise _Retry(str(getattr(exc, "message", exc))) from exc
+    except ConnectionUnavailable as exc:
+        raise _Retry(exc.message) from exc
     try:
         with client:
             result = _create_batch(client, chunk, runs, attempt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from runs.launching import (
 from runs.models import Batch, Membership, Role, Run
 from runs.pricing import format_usd
 from runs.uploads import UploadFailed, send_uploads
+from runs.views.catalog import HtmxRequest
 from runs.views.launch import Target, load_target
 
 
@@ -90,9 +92,11 @@ def _try_batch(
     if not (batch_form.is_valid() and base.is_valid()):
         return {}
     token = _token(request)
-    already = Batch.objects.filter(
-        uuid=token, team=membership.team, created_by=membership.user
-    ).first()
+    already = (
+        Batch.objects.filter(uuid=token, team=membership.team, created_by=membership.user).first()
+        if token is not None
+        else None
+    )
     if already is not None:
         messages.info(request, "This form was already sent: here is the batch it started.")
         return redirect(already)
@@ -147,7 +151,7 @@ def _thumb(team_uuid: UUID, run: Run) -> str:
 
 
 @login_required
-def batch_detail(request: HttpRequest, team: UUID, batch: UUID) -> HttpResponse:
+def batch_detail(request: HtmxRequest, team: UUID, batch: UUID) -> HttpResponse:
     membership, found = team_object(
         request, team, Batch.objects.select_related("created_by"), uuid=batch
     )
@@ -161,7 +165,7 @@ def batch_detail(request: HttpRequest, team: UUID, batch: UUID) -> HttpResponse:
         "batch": found,
         "progress": counts,
         "items": [Item(run, _thumb(membership.team.uuid, run)) for run in runs],
-        "spent": format_usd(sum(costs)) if costs else "",
+        "spent": format_usd(sum(costs, Decimal(0))) if costs else "",
         "model": catalog_model(membership.team, found.model_id),
     }
     if request.htmx:

@@ -11,9 +11,10 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
+from django_htmx.middleware import HtmxDetails
 
 from runs import catalog
-from runs.access import membership_for
+from runs.access import AuthedRequest, membership_for
 from runs.forms.inputs import parse_inputs
 from runs.forms.launch import ModelIdForm
 from runs.forms.presets import preset_fit
@@ -25,8 +26,14 @@ from runs.views.launch import load_target
 PAGE_SIZE = 48
 
 
+class HtmxRequest(AuthedRequest):
+    """A request through django-htmx's middleware (``request.htmx``)."""
+
+    htmx: HtmxDetails
+
+
 @login_required
-def model_list(request: HttpRequest, team: UUID) -> HttpResponse:
+def model_list(request: HtmxRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team)
     api_url = team_api_url(membership.team)
     q = request.GET.get("q", "").strip()[:100]
@@ -104,7 +111,7 @@ def model_detail(request: HttpRequest, team: UUID, model_id: str) -> HttpRespons
 
 
 @login_required
-def model_cover(request: HttpRequest, team: UUID, digest: str) -> HttpResponse:
+def model_cover(request: HttpRequest, team: UUID, digest: str) -> FileResponse:
     """A catalog cover from our own storage (re-encoded JPEG), for members of a team."""
     membership = membership_for(request, team)
     name = f"covers/{digest}.jpg"

@@ -289,7 +289,7 @@ def upload(request: HttpRequest, team: UUID) -> HttpResponse:
     kind = request.POST.get("kind", "")
     if file is None:
         return JsonResponse({"error": "Choose a file."}, status=400)
-    if file.size > MAX_UPLOAD_BYTES:
+    if (file.size or 0) > MAX_UPLOAD_BYTES:
         return JsonResponse({"error": f"{file.name} is larger than 50 MB."}, status=400)
     if kind in ("image", "video", "audio") and not (file.content_type or "").startswith(kind):
         return JsonResponse({"error": f"{file.name} is not a file of type {kind}."}, status=400)

@@ -64,7 +64,7 @@ def preset_create(request: HttpRequest, team: UUID, model_id: str) -> HttpRespon
         team=membership.team,
         model_id=target.model_id,
         name=name_form.cleaned_data["name"],
-        defaults={"input": saved, "created_by": request.user},
+        defaults={"input": saved, "created_by": membership.user},
     )
     verb = "saved" if created else "updated"
     messages.success(request, f"Preset “{preset.name}” {verb}; the whole team can use it.")
