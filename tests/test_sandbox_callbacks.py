@@ -319,25 +319,6 @@ def test_callbacks_only_go_to_loopback_by_default(sandbox: Sandbox) -> None:
     assert entry["outcome"] == "refused" and entry["status_code"] is None
 
 
-def test_callback_base_limits_destinations(
-    start_sandbox, callback_receiver: CallbackReceiver
-) -> None:  # type: ignore[no-untyped-def]
-    sandbox = start_sandbox("--callback-base", callback_receiver.url + "allowed/")
-    key = sandbox.new_key()
-    allowed = launch(sandbox, key, callback_receiver.url + "allowed/team-1/", "inside")
-    refused = launch(sandbox, key, callback_receiver.url + "elsewhere/", "outside")
-    (received,) = callback_receiver.wait(1)
-    sandbox.wait_for(key, refused["id"])
-    assert received.path == "/hooks/runflow/allowed/team-1/"
-    outcomes = {
-        c["run_id"]: c["outcome"]
-        for c in sandbox.ledger(key)["callbacks"]
-        if c["attempt_number"] == 0
-    }
-    assert outcomes == {refused["id"]: "refused"}
-    assert allowed["id"] in {c["run_id"] for c in sandbox.ledger(key)["callbacks"]}
-
-
 def test_cancelled_by_admin_sends_run_cancelled(
     sandbox: Sandbox, callback_receiver: CallbackReceiver
 ) -> None:

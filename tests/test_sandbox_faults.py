@@ -268,11 +268,27 @@ def test_ledger_proves_nothing_was_lost(
     assert all(key not in str(entry) for entry in ledger["requests"]), "keys never reach the ledger"
 
 
-def test_sigterm_stops_the_sandbox_cleanly(start_sandbox) -> None:  # type: ignore[no-untyped-def]
-    sandbox = start_sandbox()
+def test_callback_base_limits_destinations_and_sigterm_stops_cleanly(
+    start_sandbox, callback_receiver: CallbackReceiver
+) -> None:  # type: ignore[no-untyped-def]
+    # One extra sandbox for both checks: starting a process is the slow part.
+    sandbox = start_sandbox("--callback-base", callback_receiver.url + "allowed/")
     key = sandbox.new_key()
     with sandbox.api(key) as client:
+        allowed = post_run(client, "inside", callback_url=callback_receiver.url + "allowed/team-1/")
+        refused = post_run(client, "outside", callback_url=callback_receiver.url + "elsewhere/")
         post_run(client, "in flight while stopping [slow]")
+    (received,) = callback_receiver.wait(1)
+    sandbox.wait_for(key, refused.json()["id"])
+    assert received.path == "/hooks/runflow/allowed/team-1/"
+    assert received.json()["run_id"] == allowed.json()["id"]
+    for _ in range(50):
+        ledger = sandbox.ledger(key)["callbacks"]
+        if len(ledger) == 2:
+            break
+        time.sleep(0.05)
+    outcomes = {c["run_id"]: c["outcome"] for c in ledger if c["attempt_number"] == 0}
+    assert outcomes == {refused.json()["id"]: "refused"}
     started = time.monotonic()
     assert stop_sandbox(sandbox) == 0
     assert time.monotonic() - started < 5

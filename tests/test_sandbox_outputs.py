@@ -167,13 +167,24 @@ def test_output_urls_refuse_tampering(sandbox: Sandbox) -> None:
     assert httpx.get(url).status_code == 200
 
 
-def test_output_urls_expire_with_403(start_sandbox) -> None:  # type: ignore[no-untyped-def]
-    sandbox = start_sandbox(SANDBOX_OUTPUT_TTL="5")
-    run = finished(sandbox, sandbox.new_key(), "google/nano-banana-pro", {"prompt": "short lived"})
+def test_output_urls_expire_with_403(sandbox_faults: Sandbox) -> None:
+    sandbox_faults.set_faults(output_ttl=2)
+    run = finished(
+        sandbox_faults,
+        sandbox_faults.new_key(),
+        "google/nano-banana-pro",
+        {"prompt": "short lived"},
+    )
     url = run["output"]["outputs"][0]["url"]
     assert httpx.get(url).status_code == 200
     expires = int(parse_qs(urlsplit(url).query)["expires"][0])
-    assert expires <= time.time() + 5
+    assert expires <= time.time() + 2
     time.sleep(max(0.0, expires - time.time()) + 1.1)
     expired = httpx.get(url)
     assert expired.status_code == 403 and b"expired" in expired.content
+
+
+def test_output_urls_last_a_day_by_default(sandbox: Sandbox) -> None:
+    run = finished(sandbox, sandbox.new_key(), "google/nano-banana-pro", {"prompt": "long lived"})
+    expires = int(parse_qs(urlsplit(run["output"]["outputs"][0]["url"]).query)["expires"][0])
+    assert 23 * 3600 < expires - time.time() <= 24 * 3600

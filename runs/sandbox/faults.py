@@ -174,12 +174,21 @@ class Faults:
             self.early: Trigger | None = None
             self.legacy_output: Trigger | None = None
             self.extra_fields = False
+            # Output links expire this soon instead of SANDBOX_OUTPUT_TTL (None: the default).
+            self.output_ttl: float | None = None
 
     def update(self, data: Any) -> None:
         """Merge ``data`` (the POST body) into the switches; all or nothing."""
         if not isinstance(data, dict):
             raise FaultError("send a JSON object")
-        unknown = set(data) - {"create_error", "hang", "callbacks", "legacy_output", "extra_fields"}
+        unknown = set(data) - {
+            "create_error",
+            "hang",
+            "callbacks",
+            "legacy_output",
+            "extra_fields",
+            "output_ttl",
+        }
         if unknown:
             raise FaultError(f"unknown fault switches: {', '.join(sorted(unknown))}")
         callbacks = data.get("callbacks") or {}
@@ -197,6 +206,13 @@ class Faults:
             parsed["legacy_output"] = Trigger.parse(data["legacy_output"], "legacy_output")
         if "extra_fields" in data:
             parsed["extra_fields"] = bool(data["extra_fields"])
+        if "output_ttl" in data:
+            ttl = data["output_ttl"]
+            if ttl is not None and (
+                isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 86400
+            ):
+                raise FaultError("output_ttl must be seconds between 0 and 86400, or null")
+            parsed["output_ttl"] = None if ttl is None else float(ttl)
         if "duplicate" in callbacks:
             copies = callbacks["duplicate"] or 1
             if (
@@ -231,6 +247,7 @@ class Faults:
                 },
                 "legacy_output": self.legacy_output.to_json() if self.legacy_output else None,
                 "extra_fields": self.extra_fields,
+                "output_ttl": self.output_ttl,
             }
 
     # ---- consumed by the server, the lifecycle and the callback sender ----

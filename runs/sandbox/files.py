@@ -72,8 +72,8 @@ class Links:
             return "Request has expired."
         return None
 
-    def output_url(self, entry: OutputFile) -> str:
-        return self.presign(f"/files/outputs/{entry.key}", self.config.output_ttl)
+    def output_url(self, entry: OutputFile, ttl: float | None = None) -> str:
+        return self.presign(f"/files/outputs/{entry.key}", ttl or self.config.output_ttl)
 
     def upload_url(self, asset: Asset) -> str:
         return self.presign(f"/files/uploads/{asset.id}", UPLOAD_URL_TTL)

@@ -433,7 +433,7 @@ class Engine:
         entry = self.store.add_file(run, data, content_type, extension)
         return {
             "type": kind,
-            "url": self.links.output_url(entry),
+            "url": self.links.output_url(entry, self.faults.output_ttl),
             "width": width,
             "height": height,
             "duration": seconds,

@@ -36,11 +36,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "canceled", "partial_succeeded")
 
-# Fast timings for tests: a run ends in well under a second, a failed callback is retried
-# after 0.1 s, 0.2 s, ...
+# Fast timings for tests: a run ends in about half a second ([slow] ones take seconds per
+# step), a failed callback is retried after 0.1 s, 0.2 s, ...
 FAST_ENV = {
-    "SANDBOX_STEP_SECONDS": "0.2",
-    "SANDBOX_SLOW_FACTOR": "10",
+    "SANDBOX_STEP_SECONDS": "0.1",
+    "SANDBOX_SLOW_FACTOR": "30",
     "SANDBOX_CALLBACK_BACKOFF": "0.1",
     "SANDBOX_CALLBACK_TIMEOUT": "1",
     "SANDBOX_CALLBACK_ATTEMPTS": "4",
