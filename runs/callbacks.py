@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.db import DataError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
@@ -91,11 +92,22 @@ def store_callback(
 def process_delivery(delivery: Delivery) -> str:
     """Parse, match and apply a stored callback; return (and record) its outcome.
 
-    Input problems become outcomes, never exceptions: ``INVALID`` (not JSON, or not a
-    callback envelope), ``IGNORED`` (an event we do not know), ``UNMATCHED`` (no such run in
-    this team yet). Database errors do propagate: the row stays as it was and the reconcile
-    sweep tries again.
+    Input problems become outcomes, never exceptions: ``INVALID`` (not JSON, not a callback
+    envelope, or values the database refuses), ``IGNORED`` (an event we do not know),
+    ``UNMATCHED`` (no such run in this team yet). Other database errors propagate: the row
+    stays as it was and the reconcile sweep tries again.
     """
+    try:
+        with transaction.atomic():
+            return _process(delivery)
+    except DataError:
+        # Valid JSON the database cannot hold (PostgreSQL refuses NUL characters in text
+        # and JSON): a problem with this body, which no retry would fix.
+        logger.warning("Callback %s holds values the database refuses", delivery.uuid)
+        return _finish(delivery, Outcome.INVALID, "The body holds values the database refuses.")
+
+
+def _process(delivery: Delivery) -> str:
     data = _json_object(bytes(delivery.raw_body))
     if data is None:
         return _finish(delivery, Outcome.INVALID, "The body is not a JSON object.")

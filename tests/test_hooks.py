@@ -7,7 +7,7 @@ import logging
 from decimal import Decimal
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
@@ -301,6 +301,16 @@ def test_malformed_json_with_a_good_signature_is_400_and_kept(acme: Team, body: 
     delivery = Delivery.objects.get()
     assert delivery.outcome == Outcome.INVALID
     assert bytes(delivery.raw_body) == body
+
+
+def test_values_the_database_refuses_are_invalid_not_retried(acme: Team, run: Run) -> None:
+    # PostgreSQL stores no NUL character in text or JSON; SQLite does. Either way the answer
+    # is final (200 or 400), never "stored, try later", and never a 500.
+    body = BODY.replace(b'"output": {', b'"output": {"seed": "x\\u0000y", ', 1)
+    response = post_callback(Client(), acme, body)
+    expected = 400 if connection.vendor == "postgresql" else 200
+    assert response.status_code == expected
+    assert Delivery.objects.get().outcome == (Outcome.INVALID if expected == 400 else "applied")
 
 
 def test_object_that_is_not_an_envelope_is_400(acme: Team) -> None:
