@@ -238,6 +238,10 @@ def claim_sync(api_url: str, seconds: int) -> bool:
     return bool(cache.add(_status_key(api_url) + ":queued", 1, seconds))
 
 
+def sync_queued(api_url: str) -> bool:
+    return cache.get(_status_key(api_url) + ":queued") is not None
+
+
 def release_sync(api_url: str) -> None:
     cache.delete(_status_key(api_url) + ":queued")
 

@@ -78,4 +78,12 @@ def on_worker_start() -> dict[str, Any]:
         pass
     else:
         counts["retention_cycle_started"] = ensure_sweep_scheduled()
+    # The model catalog of every connected endpoint: fetched now if empty or stale; each
+    # sync then schedules the next one (runs/tasks/catalog.py).
+    from runs.tasks.catalog import ensure_catalogs
+    from runs.tasks.submit import resubmit_stranded
+
+    counts["catalog_syncs_queued"] = ensure_catalogs()
+    # Runs saved but never sent (a worker died before submitting them).
+    counts["stranded_submits"] = resubmit_stranded()
     return counts

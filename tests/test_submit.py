@@ -271,3 +271,48 @@ def test_inline_retry_waits_are_short(
     run = saved_run(member)
     submit_run.enqueue(run.pk)
     assert waits == [submit.INLINE_MAX_WAIT]
+
+
+def test_stranded_runs_and_chunks_are_sent_again_once(
+    member: Membership, fake_runflow: FakeRunflow
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.tasks.submit import resubmit_stranded
+
+    run = saved_run(member)
+    model = make_model(supports_batch=True)
+    batch = launch_batch(member, model.model_id, [{"prompt": "a"}], model=model)
+    assert resubmit_stranded() == 0  # too fresh: their own tasks are still coming
+    later = timezone.now() + timedelta(minutes=10)
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    batch.__class__.objects.filter(pk=batch.pk).update(
+        created_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert resubmit_stranded(now=later) == 2
+    assert resubmit_stranded(now=later) == 0  # sent: nothing left to do
+    assert len(fake_runflow.runs) == 2
+    run.refresh_from_db()
+    assert run.status == Status.QUEUED
+
+
+def test_a_chunk_whose_sender_died_is_taken_over(
+    member: Membership, fake_runflow: FakeRunflow
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.tasks.submit import resubmit_stranded
+
+    model = make_model(supports_batch=True)
+    batch = launch_batch(member, model.model_id, [{"prompt": "a"}], model=model)
+    chunk = batch.chunks.get()
+    long_ago = timezone.now() - timedelta(minutes=30)
+    BatchChunk.objects.filter(pk=chunk.pk).update(state="sending", submitted_at=long_ago)
+    batch.__class__.objects.filter(pk=batch.pk).update(created_at=long_ago)
+    assert resubmit_stranded() == 1
+    chunk.refresh_from_db()
+    assert chunk.state == "sent" and len(fake_runflow.runs) == 1

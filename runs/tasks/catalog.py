@@ -24,8 +24,9 @@ from runs.catalog import (
     remember,
     sync_endpoint,
     sync_interval,
+    sync_queued,
 )
-from runs.models import RunflowKey
+from runs.models import RunflowKey, RunflowModel
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,14 @@ REQUEST_DEDUP_SECONDS = 120
 def sync_catalog(api_url: str, key_uuid: str | None = None) -> str:
     """Sync the catalog of ``api_url`` with a usable key (``key_uuid`` when given)."""
     api_url = normalize_api_url(api_url)
+    result = SyncResult(api_url, error="the sync stopped unexpectedly")
     try:
         result = _sync(api_url, key_uuid)
     finally:
-        release_sync(api_url)
+        # A failed sync keeps its claim until it lapses: pages that wait for a catalog
+        # must not make a failing endpoint be asked again every few seconds.
+        if result.ok:
+            release_sync(api_url)
         schedule_next(api_url)
     logger.info("%s (%s)", result.summary, api_url)
     return result.summary
@@ -73,6 +78,32 @@ def schedule_next(api_url: str) -> bool:
         return False
     sync_catalog.using(run_after=timezone.now() + timedelta(seconds=interval)).enqueue(api_url)
     return True
+
+
+def sync_if_empty(api_url: str, key: RunflowKey | None) -> bool:
+    """A connected team looking at an empty catalog: fetch it in the background.
+
+    Only with a real worker (a deferring backend): a page view never waits on Runflow.
+    True while a sync is queued or running.
+    """
+    if key is None or not sync_catalog.get_backend().supports_defer:
+        return False
+    return request_sync(api_url, key) or sync_queued(api_url)
+
+
+def ensure_catalogs() -> int:
+    """At worker start: queue a sync for every endpoint a usable key points at whose catalog
+    is empty or older than the sync interval. Returns how many were queued."""
+    if not sync_catalog.get_backend().supports_defer:
+        return 0
+    stale_before = timezone.now() - timedelta(seconds=sync_interval())
+    keys = RunflowKey.objects.filter(revoked_at__isnull=True, needs_reentry=False)
+    queued = 0
+    for url in sorted({normalize_api_url(k.api_url) for k in keys}):
+        models = RunflowModel.objects.filter(api_url=url)
+        if not models.exists() or models.filter(synced_at__lt=stale_before).exists():
+            queued += int(request_sync(url))
+    return queued
 
 
 def request_sync(api_url: str, key: RunflowKey | None = None) -> bool:

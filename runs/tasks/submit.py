@@ -242,7 +242,10 @@ def _attempt_chunk(chunk_id: int) -> tuple[str, float]:
         BatchChunk.objects.filter(pk=chunk.pk).update(state="empty")
         return DONE, 0
     attempt = max(run.submit_attempts for run in runs) + 1
-    claimed = BatchChunk.objects.filter(pk=chunk.pk, state=chunk.state).update(state="sending")
+    # ``submitted_at`` marks when this send started, so a lease can tell a dead sender.
+    claimed = BatchChunk.objects.filter(pk=chunk.pk, state=chunk.state).update(
+        state="sending", submitted_at=timezone.now()
+    )
     if not claimed:
         return DONE, 0
     Run.objects.filter(pk__in=[run.pk for run in runs]).update(submit_attempts=attempt)
@@ -423,3 +426,43 @@ def start_polling(runs: Sequence[Run]) -> None:
         fresh = Run.objects.filter(pk=run.pk).first()
         if fresh is not None and fresh.is_in_flight and fresh.runflow_id is not None:
             arm_poll(fresh)
+
+
+# ---- stranded work (a crashed worker, a lost enqueue) ----
+
+# A run still unsent this long after it was saved lost its submit task.
+STRANDED_AFTER = timedelta(minutes=2)
+# A chunk "sending" this long belongs to a worker that died mid-call.
+SENDING_LEASE = timedelta(minutes=5)
+
+
+def resubmit_stranded(*, now: Any = None, limit: int = 500) -> int:
+    """Enqueue ``submit_run`` / ``submit_batch_chunk`` again for work nobody is doing.
+
+    Safe to run any time and as often as wanted: an attempt is claimed by compare-and-set,
+    and every attempt after the first looks the run up by ``client_ref`` before a POST.
+    Meant for the reconcile sweep and worker start.
+    """
+    now = now or timezone.now()
+    runs = Run.objects.filter(
+        status=Status.PENDING,
+        runflow_id__isnull=True,
+        batch_chunk__isnull=True,
+        submit_attempts__lt=MAX_ATTEMPTS,
+        created_at__lt=now - STRANDED_AFTER,
+        deleted_at__isnull=True,
+    ).values_list("pk", flat=True)[:limit]
+    count = 0
+    for run_id in runs:
+        submit_run.enqueue(run_id)
+        count += 1
+    BatchChunk.objects.filter(state="sending", submitted_at__lt=now - SENDING_LEASE).update(
+        state="retrying"
+    )
+    chunks = BatchChunk.objects.filter(
+        state__in=("pending", "retrying"), batch__created_at__lt=now - STRANDED_AFTER
+    ).values_list("pk", flat=True)[:limit]
+    for chunk_id in chunks:
+        submit_batch_chunk.enqueue(chunk_id)
+        count += 1
+    return count

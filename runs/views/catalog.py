@@ -20,7 +20,7 @@ from runs.forms.launch import ModelIdForm
 from runs.forms.presets import preset_fit
 from runs.launching import team_api_url
 from runs.models import OutputKind, Preset, Role, RunflowModel
-from runs.tasks.catalog import request_sync
+from runs.tasks.catalog import request_sync, sync_if_empty
 from runs.views.launch import load_target
 
 PAGE_SIZE = 48
@@ -42,6 +42,10 @@ def model_list(request: HtmxRequest, team: UUID) -> HttpResponse:
     kind = kind if kind in OutputKind.values else ""
     found = catalog.search(api_url, q=q, category=category, kind=kind)
     page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    total = catalog.models_for(api_url).filter(is_available=True).count()
+    last = catalog.last_sync(api_url)
+    failed = bool(last and not last["ok"])
+    syncing = not total and not failed and sync_if_empty(api_url, membership.team.default_key())
     context = {
         "team": membership.team,
         "membership": membership,
@@ -53,8 +57,9 @@ def model_list(request: HtmxRequest, team: UUID) -> HttpResponse:
         "categories": catalog.categories(api_url),
         "kinds": OutputKind.choices,
         "api_url": api_url,
-        "total": catalog.models_for(api_url).filter(is_available=True).count(),
-        "last_sync": catalog.last_sync(api_url),
+        "total": total,
+        "syncing": syncing,
+        "last_sync": last,
         "id_form": ModelIdForm(),
     }
     if request.htmx:
