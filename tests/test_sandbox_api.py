@@ -94,6 +94,15 @@ def test_a_nocredit_key_gets_402_on_runs_and_batches(sandbox: Sandbox) -> None:
     assert batch.status_code == 402 and batch.json()["code"] == "INSUFFICIENT_CREDITS"
 
 
+def test_oversized_bodies_are_refused(sandbox: Sandbox) -> None:
+    with sandbox.api(sandbox.new_key()) as client:
+        huge = {"input": {"prompt": "x" * (2 * 1024 * 1024)}}
+        response = client.post(f"/v1/models/{IMAGE}/runs", json=huge)
+        after = client.get("/v1/auth/me")
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert after.status_code == 200
+
+
 def test_unknown_endpoint_and_wrong_method(sandbox: Sandbox) -> None:
     with sandbox.api(sandbox.new_key()) as client:
         assert client.get("/v1/nothing-here").status_code == 404

@@ -268,13 +268,24 @@ def test_ledger_proves_nothing_was_lost(
     assert all(key not in str(entry) for entry in ledger["requests"]), "keys never reach the ledger"
 
 
-def test_callback_base_limits_destinations_and_sigterm_stops_cleanly(
-    start_sandbox, callback_receiver: CallbackReceiver
+def test_callback_base_bounds_secrets_file_and_clean_restart(
+    start_sandbox, callback_receiver: CallbackReceiver, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    # One extra sandbox for both checks: starting a process is the slow part.
-    sandbox = start_sandbox("--callback-base", callback_receiver.url + "allowed/")
+    # One extra sandbox (restarted once) for several checks: starting a process is the slow part.
+    secrets_file = tmp_path / "secrets.json"
+    options = (
+        "--callback-base",
+        callback_receiver.url + "allowed/",
+        "--secrets-file",
+        str(secrets_file),
+    )
+    sandbox = start_sandbox(*options, SANDBOX_MAX_RUNS="10")
     key = sandbox.new_key()
     with sandbox.api(key) as client:
+        secret = client.post("/v1/callback-secrets", json={"label": "kept"}).json()
+        first_ids = [post_run(client, f"filler {n}").json()["id"] for n in range(12)]
+        for run_id in first_ids:
+            sandbox.wait_for(key, run_id)
         allowed = post_run(client, "inside", callback_url=callback_receiver.url + "allowed/team-1/")
         refused = post_run(client, "outside", callback_url=callback_receiver.url + "elsewhere/")
         post_run(client, "in flight while stopping [slow]")
@@ -289,7 +300,20 @@ def test_callback_base_limits_destinations_and_sigterm_stops_cleanly(
         time.sleep(0.05)
     outcomes = {c["run_id"]: c["outcome"] for c in ledger if c["attempt_number"] == 0}
     assert outcomes == {refused.json()["id"]: "refused"}
+    # Bounded: only the newest runs are kept, the ledger still lists every one.
+    with sandbox.api(key) as client:
+        kept = client.get("/v1/runs", params={"limit": 100}).json()["items"]
+        oldest = client.get(f"/v1/runs/{first_ids[0]}")
+    assert len(kept) <= 10 and oldest.status_code == 404
+    assert len(sandbox.ledger(key)["runs"]) == 15
     started = time.monotonic()
     assert stop_sandbox(sandbox) == 0
     assert time.monotonic() - started < 5
     assert "stopped" in sandbox.log()
+    # A restarted sandbox still signs with the secret the site holds.
+    restarted = start_sandbox(*options)
+    with restarted.api(key) as client:
+        assert client.get(f"/v1/callback-secrets/{secret['id']}").json()["is_current"] is True
+        post_run(client, "after restart", callback_url=callback_receiver.url + "allowed/again/")
+    again = callback_receiver.wait(2)[1]
+    assert again.headers["Runflow-Signature"] == signature(again.body, secret["plain_secret"])

@@ -255,10 +255,7 @@ def create_batch(app: App, request: Request, model_id: str) -> Answer:
             idempotency_key=request.headers.get("Idempotency-Key"),
             created_at=now(),
         )
-        with app.store.lock:
-            app.store.batches[batch.id] = batch
-            while len(app.store.batches) > app.config.max_runs // 10:
-                app.store.batches.popitem(last=False)
+        app.store.add_batch(batch)
         runs = [
             _new_run(app, request, org, spec, data, metadata, ref, None, batch, index)
             for index, (data, ref) in enumerate(cleaned)

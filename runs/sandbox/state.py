@@ -28,6 +28,7 @@ from runs.sandbox.util import iso_z, now
 TERMINAL = ("succeeded", "failed", "canceled", "partial_succeeded")
 IN_FLIGHT = ("queued", "dispatching", "running")
 STARTING_BALANCE = Decimal("100.00")
+MAX_ORGS = 10_000
 _ORG_NAMESPACE = uuid.UUID("0b1c9a52-7f63-4c43-8a53-8f1d2b6c7e90")
 
 
@@ -251,6 +252,12 @@ class Store:
                     for item in self._saved_secrets.get(org_id, [])
                 ]
                 self.orgs[org_id] = org
+                if len(self.orgs) > MAX_ORGS:
+                    # Forget the oldest organization that holds no secret; its runs stay
+                    # reachable, since the same key derives the same organization id.
+                    oldest = next((o for o in self.orgs.values() if not o.secrets), None)
+                    if oldest is not None and oldest is not org:
+                        del self.orgs[oldest.id]
             return org
 
     def charge(self, org: Org, amount: Decimal) -> None:
@@ -326,6 +333,15 @@ class Store:
             if victim is None:
                 return
             self.drop_run(victim)
+
+    def add_batch(self, batch: Batch) -> None:
+        with self.lock:
+            self.batches[batch.id] = batch
+            while len(self.batches) > max(10, self.config.max_runs // 10):
+                _, old = self.batches.popitem(last=False)
+                for delivery_id in old.deliveries:
+                    self.deliveries.pop(delivery_id, None)
+                self.idempotency = {k: v for k, v in self.idempotency.items() if v[3] != old.id}
 
     def drop_run(self, run: Run) -> None:
         self.runs.pop(run.id, None)
