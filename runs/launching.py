@@ -34,6 +34,7 @@ from runs.models import (
     RunflowModel,
     Status,
     Team,
+    record,
 )
 from runs.models.runs import build_search_text
 from runs.policy import Decision, check_launch
@@ -149,6 +150,14 @@ def launch_run(
     try:
         with transaction.atomic():
             run.save()
+            record(
+                "run.launched",
+                team=team,
+                actor=membership.user,
+                target=run.uuid,
+                model=model_id,
+                parent=str(parent.uuid) if parent else None,
+            )
             transaction.on_commit(lambda: enqueue_submit(run.pk))
     except IntegrityError:
         existing = existing_launch(membership, run_uuid, model_id)
@@ -287,6 +296,15 @@ def _add_items(
         run.search_text = build_search_text(run.input)  # bulk_create skips Run.save()
         runs.append(run)
     Run.objects.bulk_create(runs)
+    record(
+        "batch.launched",
+        team=batch.team,
+        actor=membership.user,
+        target=batch.label or batch.uuid,
+        batch=str(batch.uuid),
+        model=batch.model_id,
+        runs=len(runs),
+    )
     if chunks:
         chunk_ids = [chunk.pk for chunk in chunks]
         transaction.on_commit(lambda: _enqueue_chunks(chunk_ids))

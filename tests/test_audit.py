@@ -237,3 +237,29 @@ def test_share_links_created_and_revoked_are_recorded(cast: Cast) -> None:
     created = AuditEntry.objects.get(action="share.created")
     assert created.actor == cast.member and created.target == "For the client"
     assert link.token not in str(created.detail)
+
+
+def test_runs_and_batches_launched_are_recorded(cast: Cast) -> None:
+    launching = pytest.importorskip("runs.launching")
+    member = Membership.objects.select_related("team", "user").get(team=cast.team, user=cast.member)
+    run = launching.launch_run(member, "acme/image", {"prompt": "a lighthouse"})
+    batch = launching.launch_batch(
+        member, "acme/image", [{"prompt": "one"}, {"prompt": "two"}], label="Lighthouses"
+    )
+    launched = AuditEntry.objects.get(action="run.launched")
+    assert launched.actor == cast.member and launched.target == str(run.uuid)
+    assert launched.detail["model"] == "acme/image"
+    entry = AuditEntry.objects.get(action="batch.launched")
+    assert entry.target == "Lighthouses" and entry.detail["runs"] == 2
+    assert entry.detail["batch"] == str(batch.uuid)
+
+
+def test_runs_deleted_from_the_console_are_recorded(cast: Cast) -> None:
+    from runs.models import Run
+
+    run = Run.objects.create(team=cast.team, api_url="https://api.runflow.io", model_id="a/b")
+    cast.client_for("superuser").post(
+        reverse("admin:runs_run_delete", args=[run.pk]), {"post": "yes"}
+    )
+    entry = AuditEntry.objects.get(action="run.deleted")
+    assert entry.target == str(run.uuid) and entry.actor == cast.superuser
