@@ -330,43 +330,39 @@ def _runs_for(app: App, request: Request, run_id: str) -> list[Run]:
     return [_run(app, request, run_id)]
 
 
-def logs(app: App, request: Request, run_id: str, log_id: str | None = None) -> Answer:
+def _entries(
+    app: App, request: Request, run_id: str, attribute: str, entry_id: str | None
+) -> Answer:
+    """A run's log lines or node runs (``run_id`` may be ``any``), as a list or one entry."""
     with app.store.lock:
-        entries = [dict(entry) for run in _runs_for(app, request, run_id) for entry in run.logs]
-    if log_id is not None:
-        found = next((e for e in entries if e["id"] == log_id), None)
-        if found is None:
-            raise ApiError(404, "NOT_FOUND", "No log line with this id.")
-        return Answer.json(200, found)
-    return Answer.json(
-        200, paginate(request, list(enumerate(entries)), lambda p: p[0], lambda p: p[1])
-    )
+        runs = _runs_for(app, request, run_id)
+        entries = [dict(entry) for run in runs for entry in getattr(run, attribute)]
+    if entry_id is None:
+        numbered = list(enumerate(entries))
+        return Answer.json(200, paginate(request, numbered, lambda p: p[0], lambda p: p[1]))
+    found = next((e for e in entries if e["id"] == entry_id), None)
+    if found is None:
+        raise ApiError(404, "NOT_FOUND", f"No entry with this id in the run's {attribute}.")
+    return Answer.json(200, found)
+
+
+def logs(app: App, request: Request, run_id: str, log_id: str | None = None) -> Answer:
+    return _entries(app, request, run_id, "logs", log_id)
 
 
 def node_runs(app: App, request: Request, run_id: str, node_run_id: str | None = None) -> Answer:
+    return _entries(app, request, run_id, "node_runs", node_run_id)
+
+
+def _history(app: App, delivery_ids: list[str]) -> Answer:
+    """Callback delivery history: a plain JSON array, not the list envelope."""
     with app.store.lock:
-        entries = [
-            dict(entry) for run in _runs_for(app, request, run_id) for entry in run.node_runs
-        ]
-    if node_run_id is not None:
-        found = next((e for e in entries if e["id"] == node_run_id), None)
-        if found is None:
-            raise ApiError(404, "NOT_FOUND", "No node run with this id.")
-        return Answer.json(200, found)
-    return Answer.json(
-        200, paginate(request, list(enumerate(entries)), lambda p: p[0], lambda p: p[1])
-    )
+        deliveries = [app.store.deliveries.get(d) for d in delivery_ids]
+        return Answer.json(200, [delivery_json(d) for d in deliveries if d is not None])
 
 
 def callback_history(app: App, request: Request, run_id: str) -> Answer:
-    run = _run(app, request, run_id)
-    with app.store.lock:
-        history = [
-            delivery_json(app.store.deliveries[d])
-            for d in run.deliveries
-            if d in app.store.deliveries
-        ]
-    return Answer.json(200, history)
+    return _history(app, _run(app, request, run_id).deliveries)
 
 
 def redeliver(app: App, request: Request, run_id: str) -> Answer:
@@ -455,16 +451,7 @@ def batch_items(app: App, request: Request, batch_id: str, item_id: str | None =
 
 
 def batch_callback_history(app: App, request: Request, batch_id: str) -> Answer:
-    batch = _batch(app, request, batch_id)
-    with app.store.lock:
-        return Answer.json(
-            200,
-            [
-                delivery_json(app.store.deliveries[d])
-                for d in batch.deliveries
-                if d in app.store.deliveries
-            ],
-        )
+    return _history(app, _batch(app, request, batch_id).deliveries)
 
 
 def batch_redeliver(app: App, request: Request, batch_id: str) -> Answer:
