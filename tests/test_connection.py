@@ -63,9 +63,7 @@ def test_every_write_is_admin_only(cast: Cast, fake_runflow: FakeRunflow) -> Non
         url(cast, "connection_secret_retire", secret.uuid),
     ]
     for target in writes:
-        assert_access(
-            cast, "post", target, {**ADMIN_ONLY_EXPECTED, "admin": None}, allowed=(200, 302)
-        )
+        assert_access(cast, "post", target, ADMIN_ONLY_EXPECTED, allowed=(200, 302))
 
 
 def test_writes_refuse_get(cast: Cast) -> None:
@@ -401,3 +399,19 @@ def test_settings_card_for_admins_links_here_and_members_see_no_key(
         assert url(cast) not in page
         assert "Zk42" not in page and "…" + SENTINEL_SECRET[-4:] not in page
         assert SENTINEL_KEY not in page and SENTINEL_SECRET not in page
+
+
+def test_no_key_is_sent_to_an_endpoint_the_site_no_longer_offers(
+    cast: Cast, fake_runflow: FakeRunflow, settings: Any
+) -> None:
+    key = store_key(cast.team, api_url="https://eu.runflow.test")
+    settings.RUNFLOW_API_URLS = []
+    client = cast.client_for("admin")
+    page = client.post(url(cast, "connection_key_check", key.uuid), follow=True).content.decode()
+    assert "no longer offers" in page
+    page = client.post(
+        url(cast, "connection_key_reenter", key.uuid), {"api_key": GOOD_KEY}, follow=True
+    ).content.decode()
+    assert "no longer offers" in page
+    assert "no longer offered by this site" in page  # how the key's endpoint is labelled
+    assert fake_runflow.requests == []

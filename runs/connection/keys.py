@@ -279,6 +279,7 @@ def connect_key(
 @sensitive_variables()
 def reenter_key(key: RunflowKey, plain: str, *, actor: Any = None) -> KeyCheck:
     """Replace a key's value (after a lost encryption key, or a rotation at Runflow)."""
+    _refuse_unoffered(key)
     result = check_key(key.api_url, plain)
     if key.org_id and result.org_id and key.org_id != result.org_id:
         raise KeyRefused(
@@ -306,6 +307,7 @@ def reenter_key(key: RunflowKey, plain: str, *, actor: Any = None) -> KeyCheck:
 @sensitive_variables()
 def recheck_key(key: RunflowKey) -> KeyCheck:
     """Ask Runflow again about a stored key: org, scopes, balance. An admin's "try now"."""
+    _refuse_unoffered(key)
     plain = reveal_key(key)
     result = check_key(key.api_url, plain)
     key.org_id = result.org_id[:100] or key.org_id
@@ -317,6 +319,16 @@ def recheck_key(key: RunflowKey) -> KeyCheck:
     if key.is_default:
         breaker.record_upstream_success(key.team)
     return result
+
+
+def _refuse_unoffered(key: RunflowKey) -> None:
+    # The endpoint was checked when the key was added; the site's settings may have changed.
+    if not endpoints.is_allowed(key.api_url):
+        raise KeyRefused(
+            f"“{key.label}” points at {key.api_url}, which this site no longer offers: revoke it "
+            "and add a key for one of the endpoints listed below.",
+            field="api_url",
+        )
 
 
 def set_default_key(key: RunflowKey, *, actor: Any = None) -> None:
