@@ -236,6 +236,17 @@
     refreshSelection(input.form);
   });
 
+  // ------------------------------------------------------------------ filters
+  // Empty filters stay out of the address, so a bookmarked view reads like what it shows.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var source = event.detail.elt;
+    if (!source || !source.matches || !source.matches("form.filters") || event.detail.verb !== "get") return;
+    var params = event.detail.parameters;
+    Object.keys(params).forEach(function (name) {
+      if (params[name] === "") delete params[name];
+    });
+  });
+
   // ------------------------------------------------------------------ wiring
   document.addEventListener("DOMContentLoaded", function () {
     scanStatuses(true);
