@@ -317,10 +317,26 @@ def launch(page: Any, live_site: LiveSite, team: str, prompt: str) -> str:
     return str(page.url)
 
 
+# Records desktop notifications instead of showing them (and says permission was given).
+FAKE_NOTIFICATIONS = """
+window.__notes = [];
+class FakeNotification {
+  constructor(title, options) { window.__notes.push(title + " | " + (options || {}).body); }
+  addEventListener() {}
+  close() {}
+}
+FakeNotification.permission = "granted";
+FakeNotification.requestPermission = () => Promise.resolve("granted");
+window.Notification = FakeNotification;
+localStorage.setItem("runflow-notify", "1");
+"""
+
+
 def test_launch_and_watch_it_finish_without_reload(live_site: LiveSite, page: Any) -> None:
     team = demo_team(live_site)
     if team is None:
         pytest.skip("the Demo team is not wired to the sandbox in this build")
+    page.context.add_init_script(FAKE_NOTIFICATIONS)
     sign_in(page, live_site)
     url = launch(page, live_site, team, "a paper boat on a quiet lake")
     page.evaluate("window.__noReload = true")
@@ -341,6 +357,9 @@ def test_launch_and_watch_it_finish_without_reload(live_site: LiveSite, page: An
     assert statuses & {"pending", "queued", "dispatching", "running"}, statuses
     assert page.locator(".log-line").count() > 0
     assert page.locator("#run-poller[hx-trigger]").count() == 0  # polling stopped
+    assert page.title().startswith("Succeeded ·")
+    notes = page.evaluate("window.__notes")
+    assert notes == ["Succeeded: a paper boat on a quiet lake | Its outputs are ready."], notes
     screenshot(page, "20-launched-run")
 
 
