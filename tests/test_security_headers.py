@@ -11,12 +11,15 @@ builds from ``SECURE_CSP`` (no 'unsafe-inline', no 'unsafe-eval', nothing but 's
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
+from tests.conftest import Cast
+from tests.fixtures.hostile.seed import MARKER, corpus_size, load, seed_team
 from tests.test_idor_matrix import World, world  # noqa: F401 (fixture)
 from tests.workspace_factories import media  # noqa: F401 (fixture)
 
@@ -164,3 +167,94 @@ def test_session_and_csrf_cookies_are_http_only_same_site(world: World) -> None:
     assert answer.status_code == 302
     session = answer.cookies["sessionid"]
     assert session["httponly"] and session["samesite"] == "Lax"
+
+
+# ---- the hostile corpus, rendered server side ----
+
+ACTIVE_TAGS = {"script", "iframe", "object", "embed", "base", "frame", "frameset", "applet"}
+URL_ATTRIBUTES = {"href", "src", "action", "formaction", "data", "poster", "srcset", "xlink:href"}
+BAD_SCHEMES = ("javascript:", "data:text", "data:image/svg", "vbscript:", "file:")
+
+
+class ActiveMarkup(HTMLParser):
+    """Collects every piece of markup that could run something."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {name for name, _ in attrs}
+        if tag in ACTIVE_TAGS and not (tag == "script" and "src" in names):
+            self.problems.append(f"<{tag}> {attrs}")
+        if tag == "meta" and any(n == "http-equiv" for n in names):
+            self.problems.append(f"<meta http-equiv> {attrs}")
+        for name, value in attrs:
+            value = (value or "").strip()
+            compact = "".join(value.split()).lower()
+            if name.startswith("on") or name.startswith("hx-on") or name == "srcdoc":
+                self.problems.append(f"<{tag} {name}={value!r}>")
+            if name == "style":
+                self.problems.append(f"<{tag} style={value!r}>")
+            if name in URL_ATTRIBUTES and compact.startswith(BAD_SCHEMES):
+                self.problems.append(f"<{tag} {name}={value!r}>")
+            if name.startswith("hx-") and MARKER in value:
+                self.problems.append(f"<{tag} {name}={value!r}> carries a payload")
+
+
+def active_markup(html: str) -> list[str]:
+    parser = ActiveMarkup()
+    parser.feed(html)
+    return parser.problems
+
+
+@pytest.mark.django_db
+def test_hostile_corpus_renders_as_inert_text(cast: Cast, media: Any) -> None:  # noqa: F811
+    """Every page showing the hostile team's runs: no payload becomes markup (B4)."""
+    seeded = seed_team(username=cast.admin.username)
+    from runs.models import Membership, Role, Team
+
+    team = Team.objects.get(uuid=seeded["team"])
+    Membership.objects.create(user=cast.superuser, team=team, role=Role.VIEWER)
+    admin, root = cast.client_for("admin"), cast.client_for("superuser")
+    tid = seeded["team"]
+    urls = [
+        (admin, f"/t/{tid}/"),
+        (admin, f"/t/{tid}/?q=%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3E"),
+        (admin, f"/t/{tid}/runs/rows/"),
+        (admin, f"/t/{tid}/gallery/"),
+        (admin, f"/t/{tid}/compare/?" + "&".join(f"runs={r}" for r in seeded["runs"][:4])),
+        (admin, f"/t/{tid}/usage/"),
+        (admin, f"/t/{tid}/audit/"),
+        (admin, f"/t/{tid}/presets/"),
+        (admin, f"/t/{tid}/batches/{seeded['batch']}/"),
+        (admin, f"/t/{tid}/shares/"),
+        (admin, f"/t/{tid}/settings/"),
+        (Client(), f"/s/{seeded['share']}/"),
+        *[(admin, f"/t/{tid}/runs/{run}/") for run in seeded["runs"]],
+        *[
+            (root, f"/admin/runs/{model}/")
+            for model in ("run", "output", "delivery", "runlog", "noderun", "auditentry", "batch")
+        ],
+        *[(root, f"/admin/runs/run/{pk}/change/") for pk in seeded["run_pks"]],
+    ]
+    problems: dict[str, list[str]] = {}
+    for client, url in urls:
+        answer = client.get(url)
+        assert answer.status_code in (200, 286), (url, answer.status_code)
+        found = active_markup(answer.content.decode())
+        if found:
+            problems[url] = found[:5]
+    assert not problems, problems
+    sizes = corpus_size()
+    assert sizes["prompts"] >= 40 and sizes["output_urls"] >= 15
+
+
+def test_the_checker_catches_the_corpus_when_it_is_not_escaped() -> None:
+    """The inertness check above is only worth something if raw payloads trip it."""
+    raw = [line for line in load("prompts") if "<" in line and "hx-" not in line]
+    caught = [line for line in raw if active_markup(line)]
+    assert len(caught) >= 0.8 * len(raw), set(raw) - set(caught)
+    assert active_markup('<div hx-on::load="window.__pwned=1">')
+    assert active_markup('<a href=" javascript:window.__pwned=1">')
+    assert not active_markup("&lt;script&gt;window.__pwned=1&lt;/script&gt;")
