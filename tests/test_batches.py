@@ -245,3 +245,18 @@ def test_contact_sheet_shows_each_item(ready: Cast, batch: Batch) -> None:
 def test_other_teams_batches_are_404(ready: Cast, batch: Batch) -> None:
     url = reverse("runs:batch", args=[ready.other_team.uuid, batch.uuid])
     assert ready.client_for("outsider").get(url).status_code == 404
+
+
+def test_a_finished_batch_keeps_refreshing_while_outputs_are_copied(
+    ready: Cast, batch: Batch
+) -> None:
+    from runs.models import ArchiveState, Output
+
+    url = reverse("runs:batch", args=[ready.team.uuid, batch.uuid])
+    image = {"outputs": [{"type": "image", "url": "https://cdn.example/a.png"}]}
+    for run in batch.runs.all():
+        apply_report(run, Report(status="succeeded", output=image), source="poll")
+    client = ready.client_for("viewer")
+    assert client.get(url, headers={"HX-Request": "true"}).status_code == 200
+    Output.objects.update(archive_state=ArchiveState.ARCHIVED)
+    assert client.get(url, headers={"HX-Request": "true"}).status_code == 286

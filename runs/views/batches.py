@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from runs.access import membership_for, team_object
@@ -29,11 +31,14 @@ from runs.launching import (
     progress,
     retry_failed,
 )
-from runs.models import Batch, Membership, Role, Run
+from runs.models import ArchiveState, Batch, Membership, Role, Run
 from runs.pricing import format_usd
 from runs.uploads import UploadFailed, send_uploads
 from runs.views.catalog import HtmxRequest
 from runs.views.launch import Target, load_target
+
+# How long a finished batch's page keeps refreshing while outputs are still being copied.
+COPY_WAIT = timedelta(minutes=2)
 
 
 def _token(request: HttpRequest) -> UUID | None:
@@ -159,18 +164,26 @@ def batch_detail(request: HtmxRequest, team: UUID, batch: UUID) -> HttpResponse:
     counts = progress(runs)
     mark_finished(found, runs)
     costs = [run.cost for run in runs if run.cost is not None]
+    # Finished runs may still be copying their outputs: keep refreshing the contact sheet
+    # until their thumbnails are in (bounded, so a copy that keeps failing cannot poll forever).
+    copying = any(
+        output.archive_state == ArchiveState.PENDING for run in runs for output in run.outputs.all()
+    )
+    recent = found.completed_at is None or timezone.now() - found.completed_at < COPY_WAIT
+    settled = counts.is_finished and not (copying and recent)
     context = {
         "team": membership.team,
         "membership": membership,
         "batch": found,
         "progress": counts,
+        "settled": settled,
         "items": [Item(run, _thumb(membership.team.uuid, run)) for run in runs],
         "spent": format_usd(sum(costs, Decimal(0))) if costs else "",
         "model": catalog_model(membership.team, found.model_id),
     }
     if request.htmx:
         response = render(request, "runs/batch.html#live", context)
-        if counts.is_finished:
+        if settled:
             response.status_code = 286  # htmx stops polling
         return response
     return render(request, "runs/batch.html", context)
