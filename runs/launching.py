@@ -110,13 +110,31 @@ def decide(
 # ---- single runs ----
 
 
-def existing_launch(membership: Membership, token: uuid.UUID | None, model_id: str) -> Run | None:
-    """The run a form with this launch token already made (a double click, a re-POST)."""
+def existing_launch(
+    membership: Membership,
+    token: uuid.UUID | None,
+    model_id: str,
+    input: Mapping[str, Any] | None = None,
+    *,
+    ignore: Sequence[str] = (),
+) -> Run | None:
+    """The run a form with this launch token already made (a double click, a re-POST).
+
+    With ``input``, only a run with that same input counts: a page brought back with the
+    browser's Back button, edited and sent again is a new launch, not a duplicate. Names in
+    ``ignore`` (files still to upload) are left out of the comparison.
+    """
     if token is None:
         return None
-    return Run.objects.filter(
+    run = Run.objects.filter(
         uuid=token, team=membership.team, created_by=membership.user, model_id=model_id
     ).first()
+    if run is None or input is None:
+        return run
+    same = {k: v for k, v in run.input.items() if k not in ignore} == {
+        k: v for k, v in input.items() if k not in ignore
+    }
+    return run if same else None
 
 
 def launch_run(

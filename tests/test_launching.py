@@ -135,9 +135,9 @@ def test_a_token_from_another_person_is_not_their_run(
     response = post_launch(
         ready.client_for("admin"), launch_url(ready), django_capture_on_commit_callbacks, token
     )
-    assert response.status_code == 200  # refused, form kept, nothing of mo's revealed
-    assert "already used" in response.content.decode()
-    assert Run.objects.count() == 1
+    mine = Run.objects.get(created_by=ready.admin)
+    assert response["Location"] == mine.get_absolute_url()  # their own run, not mo's
+    assert mine.uuid != token and Run.objects.get(created_by=ready.member).uuid == token
 
 
 def test_invalid_input_is_shown_again_with_messages_and_nothing_saved(
@@ -519,3 +519,17 @@ def test_sandbox_422_maps_back_to_the_field(
     edit = cast.client_for("member").get(f"{launch_url(cast, SANDBOX_MODEL)}?from={run.uuid}")
     html = edit.content.decode()
     assert "a wide fox" in html and "Runflow said:" in html
+
+
+def test_a_form_brought_back_edited_and_sent_again_is_a_new_launch(
+    ready: Cast, fake_runflow: FakeRunflow, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = ready.client_for("member")
+    token = uuid.uuid4()
+    post_launch(client, launch_url(ready), django_capture_on_commit_callbacks, token)
+    post_launch(
+        client, launch_url(ready), django_capture_on_commit_callbacks, token, prompt="a grey fox"
+    )
+    prompts = sorted(run.input["prompt"] for run in Run.objects.all())
+    assert prompts == ["a grey fox", "a red fox"]
+    assert len(fake_runflow.runs) == 2

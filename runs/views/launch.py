@@ -145,10 +145,13 @@ def _try_launch(
         return {}
     token = _uuid(request.POST.get("launch_token"))
     input = form.input if isinstance(form, LaunchForm) else form.parsed_input
-    already = existing_launch(membership, token, target.model_id)
+    uploads = list(form.uploads) if isinstance(form, LaunchForm) else []
+    already = existing_launch(membership, token, target.model_id, input, ignore=uploads)
     if already is not None:
         messages.info(request, "This form was already sent: here is the run it started.")
         return redirect(already)
+    if token is not None and Run.objects.filter(uuid=token).exists():
+        token = None  # the same form sent again with other values: a launch of its own
     blocker = launch_blocker(membership.team)
     if blocker:
         return {"blocked": blocker}
