@@ -171,7 +171,8 @@ def secret_retire(request: AuthedRequest, team: UUID, secret: UUID) -> HttpRespo
     else:
         messages.success(
             request,
-            f"Secret {target.masked} retired: callbacks signed with it are refused from now on.",
+            f"Secret {target.masked} retired: callbacks signed with it are refused from now on. "
+            "Delete it in Runflow's dashboard as well.",
         )
     return redirect("runs:connection", team)
 
