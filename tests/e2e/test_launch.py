@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.plugins.live import LiveSite, screenshot, sign_in
 
 MODEL = "google/nano-banana-pro"
+EDIT_MODEL = "google/nano-banana-pro/edit"
 # Runs finish in a few seconds on the live site's fast sandbox; leave room for a busy host.
 FINISH_MS = 60_000
+
+
+def card(model_id: str) -> str:
+    """The catalog card of exactly this model (one id can be a prefix of another)."""
+    return f".model-card:has(.model-card__id:text-is('{model_id}'))"
 
 
 def open_models(page: object, live_site: LiveSite) -> None:
     sign_in(page, live_site)
     page.click("nav.topbar__inner .nav >> text=Models")  # type: ignore[attr-defined]
     # The worker fetches the sandbox catalog at start; the page fills in by itself.
-    page.wait_for_selector(f".model-card:has-text('{MODEL}')", timeout=FINISH_MS)  # type: ignore[attr-defined]
+    page.wait_for_selector(card(MODEL), timeout=FINISH_MS)  # type: ignore[attr-defined]
 
 
 def wait_for_status(page: object, status: str) -> None:
@@ -29,8 +36,7 @@ def test_launch_a_text_to_image_run_then_rerun_it_with_one_change(
 ) -> None:
     open_models(page, live_site)
     screenshot(page, "launch-01-models")
-    card = page.locator(".model-card", has_text=MODEL).first  # type: ignore[attr-defined]
-    card.locator("a:has-text('Launch')").click()
+    page.click(f"{card(MODEL)} a:has-text('Launch')")  # type: ignore[attr-defined]
     page.wait_for_selector("#launch-form")  # type: ignore[attr-defined]
     assert "$RUNFLOW_API_KEY" in page.inner_text("#launch-curl")  # type: ignore[attr-defined]
     page.fill("textarea[name='input-prompt']", "A lighthouse at dawn, watercolour")  # type: ignore[attr-defined]
@@ -63,7 +69,7 @@ def test_launch_a_text_to_image_run_then_rerun_it_with_one_change(
 
 def test_launch_a_batch_of_three_prompts(live_site: LiveSite, page: object) -> None:
     open_models(page, live_site)
-    page.click(f".model-card:has-text('{MODEL}') .model-card__link")  # type: ignore[attr-defined]
+    page.click(f"{card(MODEL)} .model-card__link")  # type: ignore[attr-defined]
     page.click("a:has-text('Batch')")  # type: ignore[attr-defined]
     page.wait_for_selector("textarea[name='lines']")  # type: ignore[attr-defined]
     page.fill(  # type: ignore[attr-defined]
@@ -78,3 +84,25 @@ def test_launch_a_batch_of_three_prompts(live_site: LiveSite, page: object) -> N
     page.wait_for_selector("#progress-title:has-text('Finished')", timeout=FINISH_MS)  # type: ignore[attr-defined]
     assert page.inner_text("[data-count='succeeded']") == "3"  # type: ignore[attr-defined]
     screenshot(page, "launch-06-batch")
+
+
+def test_an_image_input_uploads_with_progress_then_launches(
+    live_site: LiveSite, page: object, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "fox.png"
+    Image.new("RGB", (64, 48), (200, 90, 30)).save(picture)
+    open_models(page, live_site)
+    page.click(f"{card(EDIT_MODEL)} a:has-text('Launch')")  # type: ignore[attr-defined]
+    page.wait_for_selector("#launch-form")  # type: ignore[attr-defined]
+    page.set_input_files("input[name='input-image_urls__file']", str(picture))  # type: ignore[attr-defined]
+    page.wait_for_selector(".upload__status:has-text('fox.png uploaded')")  # type: ignore[attr-defined]
+    urls = page.input_value("textarea[name='input-image_urls']")  # type: ignore[attr-defined]
+    assert urls.startswith(live_site.sandbox_url)
+    assert page.input_value("input[name='input-image_urls__file']") == ""  # type: ignore[attr-defined]
+    page.fill("textarea[name='input-prompt']", "Make the fox blue")  # type: ignore[attr-defined]
+    screenshot(page, "launch-07-upload")
+    page.click("button[data-submit-once]")  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}/$"))  # type: ignore[attr-defined]
+    wait_for_status(page, "succeeded")
