@@ -5,9 +5,10 @@ nothing from the site: not the models, not ``runs.runflow``. Being an independen
 implementation of the contract is the point: contract tests run the site's client against
 it, so a divergence on either side shows up as a failing test instead of a production bug.
 
-Modules: ``server`` (HTTP and routing), ``api`` and ``api_runs`` (the /v1 endpoints),
-``files`` (outputs, covers, uploads), ``state`` (the store and the ledger), ``lifecycle``
-(runs advancing on a timer), ``callbacks`` (signed deliveries with retries), ``faults``
-(switches for tests), ``catalog`` and ``validation`` (models and their inputs), ``media``
-and ``mp4`` (the files runs produce).
+Modules: ``server`` (HTTP, routing, auth, faults on the way through), ``web`` (request,
+answer, paging, filters), ``api`` and ``api_runs`` (the /v1 endpoints), ``files``
+(presigned outputs, covers, uploads), ``state`` (the store and the ledger), ``lifecycle``
+(runs advancing on a timer), ``scheduler`` (the timer), ``callbacks`` (signed deliveries
+with retries), ``faults`` (switches for tests), ``catalog``, ``spec`` and ``validation``
+(models and their inputs), ``media`` and ``mp4`` (the files runs produce).
 """

@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runs.sandbox.catalog import Spec, find
+from runs.sandbox.catalog import find
 from runs.sandbox.serialize import (
     batch_callback,
     batch_json,
@@ -16,6 +16,7 @@ from runs.sandbox.serialize import (
     run_callback,
     run_json,
 )
+from runs.sandbox.spec import Spec
 from runs.sandbox.state import IN_FLIGHT, TERMINAL, Batch, Org, Run
 from runs.sandbox.util import ApiError, canonical, now, uuid7
 from runs.sandbox.validation import error, validate_input

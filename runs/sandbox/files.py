@@ -24,8 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 from PIL import Image
 
 from runs.sandbox import media
-from runs.sandbox.catalog import BY_SLUG, Spec
+from runs.sandbox.catalog import BY_SLUG
 from runs.sandbox.config import Config
+from runs.sandbox.spec import Spec
 from runs.sandbox.state import Asset, OutputFile, Store
 
 ASSET_URL_TTL = 7 * 24 * 3600

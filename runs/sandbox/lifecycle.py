@@ -19,12 +19,13 @@ from PIL import Image
 
 from runs.sandbox import media
 from runs.sandbox.callbacks import Sender
-from runs.sandbox.catalog import Spec, find
+from runs.sandbox.catalog import find
 from runs.sandbox.config import Config
 from runs.sandbox.faults import Faults
 from runs.sandbox.files import Links
 from runs.sandbox.scheduler import Scheduler
 from runs.sandbox.serialize import batch_callback, run_callback
+from runs.sandbox.spec import Spec
 from runs.sandbox.state import Batch, Run, Store
 from runs.sandbox.util import iso_z, now
 

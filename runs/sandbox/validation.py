@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from runs.sandbox.catalog import Spec
+from runs.sandbox.spec import Spec
 
 MAX_URL = 8192
 MAX_DATA_URI = 1024 * 1024

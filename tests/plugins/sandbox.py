@@ -95,7 +95,9 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         with self.api(key) as client:
             while True:
-                run = client.get(f"/v1/runs/{run_id}").json()
+                response = client.get(f"/v1/runs/{run_id}")
+                assert response.status_code == 200, response.text
+                run = response.json()
                 if run["status_code"] in until:
                     return run
                 if time.monotonic() > deadline:
