@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import time
@@ -148,14 +149,18 @@ def test_video_is_an_h264_mp4_of_the_asked_length(sandbox: Sandbox) -> None:
 
 
 def test_image_to_video_follows_the_input_image_shape(sandbox: Sandbox) -> None:
+    portrait = io.BytesIO()
+    Image.new("RGB", (90, 160), (200, 40, 40)).save(portrait, "PNG")
+    data_uri = "data:image/png;base64," + base64.b64encode(portrait.getvalue()).decode()
     run = finished(
         sandbox,
         sandbox.new_key(),
         "bytedance/seedance/2.0/image-to-video",
-        {"image_url": "https://example.com/portrait.png", "duration": "4", "resolution": "480p"},
+        {"image_url": data_uri, "duration": "4", "resolution": "480p"},
     )
     output = run["output"]["outputs"][0]
-    assert output["type"] == "video" and output["width"] and output["height"]
+    assert output["type"] == "video"
+    assert (output["width"], output["height"]) == (480, 848)
 
 
 def test_output_urls_refuse_tampering(sandbox: Sandbox) -> None:

@@ -377,9 +377,9 @@ class Engine:
         if spec.kind == "video":
             duration = values.get("duration")
             seconds = 5.0 if duration in (None, "auto") else float(str(duration))
-            width, height = _video_size(
-                values.get("resolution") or "480p", values.get("aspect_ratio") or "16:9", base
-            )
+            # Image-to-video keeps the shape of its first frame when the sandbox can see it.
+            ratio = values.get("aspect_ratio") or ("auto" if base is not None else "16:9")
+            width, height = _video_size(values.get("resolution") or "480p", ratio, base)
             data = media.clip(width, height, seconds, prompt, colours, caption, base)
             entry = self._store(
                 run, data, "video/mp4", "mp4", "video", width // 16 * 16, height // 16 * 16, seconds
