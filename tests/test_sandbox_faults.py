@@ -254,7 +254,9 @@ def test_ledger_proves_nothing_was_lost(
             for n in range(6)
         ]
         client.get("/v1/auth/me")
-    callback_receiver.wait(6)
+    received = callback_receiver.wait(6)
+    output = received[0].json()["output"]["outputs"][0]["url"]
+    assert httpx.get(output).status_code == 200
     ledger = sandbox.ledger(key)
     assert sorted(r["run_id"] for r in ledger["runs"]) == sorted(ids)
     assert {r["client_ref"] for r in ledger["runs"]} == {f"c-{n}" for n in range(6)}
@@ -266,6 +268,8 @@ def test_ledger_proves_nothing_was_lost(
     ]
     assert len(creates) == 6 and all(r["status"] == 201 for r in creates)
     assert all(key not in str(entry) for entry in ledger["requests"]), "keys never reach the ledger"
+    (download,) = [r for r in ledger["requests"] if r["path"].startswith("/files/outputs/")]
+    assert download["status"] == 200 and "signature" not in download["path"]
 
 
 def test_callback_base_bounds_secrets_file_and_clean_restart(

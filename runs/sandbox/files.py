@@ -40,6 +40,7 @@ class FileAnswer:
     body: bytes = b""
     path: Path | None = None
     message: str = ""
+    org_id: str | None = None  # whose file it is, for the ledger
 
 
 class Links:
@@ -142,7 +143,7 @@ class Links:
             entry = self.store.files.get(segments[1])
             if entry is None or not entry.path.exists():
                 return FileAnswer(404, "text/plain", message="No such output.")
-            return FileAnswer(200, entry.content_type, path=entry.path)
+            return FileAnswer(200, entry.content_type, path=entry.path, org_id=entry.org_id)
         if len(segments) == 3 and segments[0] == "assets":
             problem = self.check(path, query)
             if problem:
@@ -150,7 +151,7 @@ class Links:
             asset = self.store.assets.get(segments[1])
             if asset is None or not asset.confirmed:
                 return FileAnswer(404, "text/plain", message="No such asset.")
-            return FileAnswer(200, asset.mime_type, path=asset.path)
+            return FileAnswer(200, asset.mime_type, path=asset.path, org_id=asset.org_id)
         if len(segments) == 2 and segments[0] == "covers" and segments[1].endswith(".png"):
             spec = BY_SLUG.get(segments[1].removesuffix(".png"))
             if spec is None:
@@ -217,7 +218,7 @@ class Links:
         with self.store.lock:
             asset.uploaded = True
             asset.size_bytes = length
-        return FileAnswer(200, "text/plain", b"")
+        return FileAnswer(200, "text/plain", b"", org_id=asset.org_id)
 
 
 def _safe_name(name: str) -> str:

@@ -215,6 +215,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             app.config.max_body_bytes,
             request_id=f"req_{uuid.uuid4().hex[:20]}",
         )
+        owner: str | None = None
         try:
             if path.startswith("/files/"):
                 file_answer = app.links.serve(self.command, path, request.query, request)
@@ -224,6 +225,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     file_answer.content_type,
                     path=file_answer.path,
                 )
+                owner = file_answer.org_id
             else:
                 answer = app.dispatch(request)
         except ApiError as problem:
@@ -240,14 +242,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
             )
         self._finish_body(request)
         self._write(answer, request)
-        if path.startswith("/v1/"):
+        if not path.startswith("/_sandbox/"):
+            # File links are presigned: their query is a credential, so it stays out.
+            shown = parts.path if path.startswith("/files/") else self.path
             app.store.request(
                 {
                     "at": iso_z(now()),
                     "method": self.command,
-                    "path": self.path[:500],
+                    "path": shown[:500],
                     "status": answer.status,
-                    "org_id": request.org.id if request.org else None,
+                    "org_id": request.org.id if request.org else owner,
                     "request_id": request.request_id,
                     "idempotency_key": self.headers.get("Idempotency-Key"),
                     "fault": request.fault,
