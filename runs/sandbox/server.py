@@ -345,7 +345,10 @@ def serve(
     if ready is not None:
         ready(config.public_url)
     try:
-        stop.wait()
+        # Wake up now and then: a signal delivered to another thread only runs its Python
+        # handler when the main thread executes bytecode, never while it blocks on a lock.
+        while not stop.wait(0.25):
+            pass
     finally:
         server.shutdown()
         server.server_close()
