@@ -125,7 +125,8 @@ def export_runs(request: AuthedRequest, team: UUID, fmt: str) -> StreamingHttpRe
     filename = f"runs-{export.slug(membership.team.name)}-{stamp}.{fmt}"
     base_url = request.build_absolute_uri("/").rstrip("/")
     response = StreamingHttpResponse(
-        export.stream(runs, fmt, base_url=base_url), content_type=export.FORMATS[fmt]
+        export.stream(runs, fmt, team=membership.team, base_url=base_url),
+        content_type=export.FORMATS[fmt],
     )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
