@@ -15,11 +15,23 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from runs.models import IN_FLIGHT, ArchiveState, Output, OutputKind, Run, Star, Status, Team
+from runs.models import (
+    IN_FLIGHT,
+    ArchiveState,
+    Output,
+    OutputKind,
+    Run,
+    RunflowModel,
+    Star,
+    Status,
+    Team,
+)
+from runs.templatetags.runs_extras import model_input_order
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -157,7 +169,9 @@ class HistoryFilters:
     ) -> QuerySet[Run]:
         runs = runs.filter(self.run_conditions())
         if self.starred:
-            runs = runs.filter(Exists(Star.objects.filter(user_id=user.pk, run=OuterRef("pk"))))
+            runs = runs.filter(
+                Exists(Star.objects.filter(user_id=user.pk or 0, run=OuterRef("pk")))
+            )
         return runs
 
     def apply_to_outputs(
@@ -167,7 +181,7 @@ class HistoryFilters:
         if self.kind:
             outputs = outputs.filter(kind=self.kind)
         if self.starred:
-            starred = Star.objects.filter(user_id=user.pk, run=OuterRef("run_id"))
+            starred = Star.objects.filter(user_id=user.pk or 0, run=OuterRef("run_id"))
             outputs = outputs.filter(Exists(starred))
         return outputs
 
@@ -238,17 +252,49 @@ def page_runs(
 
 
 def with_star_flags(runs: QuerySet[Run], user: AbstractBaseUser | AnonymousUser) -> QuerySet[Run]:
-    return runs.annotate(starred=Exists(Star.objects.filter(user_id=user.pk, run=OuterRef("pk"))))
-
-
-def model_choices(team: Team) -> list[str]:
-    """The models this team has run (from the team/model index, not the catalog)."""
-    return list(
-        Run.objects.filter(team=team)
-        .order_by("model_id")
-        .values_list("model_id", flat=True)
-        .distinct()[:200]
+    return runs.annotate(
+        starred=Exists(Star.objects.filter(user_id=user.pk or 0, run=OuterRef("pk")))
     )
+
+
+def model_choices(team: Team, limit: int = 200) -> list[str]:
+    """The models this team has run, for the filter menu.
+
+    A plain ``SELECT DISTINCT`` reads every run of the team (60-140 ms at 100,000 runs on
+    PostgreSQL). This recursive query hops through the ``run_team_model`` index instead,
+    one lookup per distinct model, so it costs the same at any history size; SQLite and
+    PostgreSQL both run it.
+    """
+    table = connection.ops.quote_name(Run._meta.db_table)
+    sql = f"""
+        WITH RECURSIVE models(model_id) AS (
+            SELECT MIN(model_id) FROM {table} WHERE team_id = %s
+            UNION ALL
+            SELECT (
+                SELECT MIN(model_id) FROM {table}
+                WHERE team_id = %s AND model_id > models.model_id
+            )
+            FROM models WHERE models.model_id IS NOT NULL
+        )
+        SELECT model_id FROM models WHERE model_id IS NOT NULL LIMIT %s
+    """  # noqa: S608 - only the quoted table name is interpolated; values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [team.pk, team.pk, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def input_order(runs: Iterable[Run]) -> list[str]:
+    """The catalog's form order of the runs' models' inputs (one query), for display."""
+    pairs = {(run.api_url, run.model_id) for run in runs}
+    if not pairs:
+        return []
+    wanted = Q()
+    for api_url, model_id in pairs:
+        wanted |= Q(api_url=api_url, model_id=model_id)
+    order: list[str] = []
+    for inputs in RunflowModel.objects.filter(wanted).values_list("inputs", flat=True):
+        order += [name for name in model_input_order(inputs) if name not in order]
+    return order
 
 
 # ---------------------------------------------------------------- liveness

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from runs.models import Run
+from runs.models import Run, RunflowModel
 from runs.templatetags.runs_extras import compare_inputs
 from tests.conftest import READ_EXPECTED, Cast, assert_access
 from tests.workspace_factories import add_output, make_run, media  # noqa: F401
@@ -43,10 +43,26 @@ def test_two_runs_side_by_side_with_differences_marked(cast: Cast) -> None:
     add_output(a)
     add_output(b)
     html = cast.client_for("viewer").get(compare_url(cast, a, b)).content.decode()
-    assert differing_rows(html) == ["steps", "seed"]
+    assert differing_rows(html) == ["seed", "steps"]  # no catalog entry: alphabetical
     assert "not set" in html  # b has no seed
     assert html.count('class="tile tile--image"') == 2
     assert "Model" in html and 'class="differs"' not in html.split("Model")[0][-60:]
+
+
+def test_inputs_follow_the_models_form_order(cast: Cast) -> None:
+    a = with_input(make_run(cast.team, cast.member), {"seed": 1, "steps": 2, "prompt": "x"})
+    b = with_input(make_run(cast.team, cast.member), {"seed": 2, "steps": 3, "prompt": "y"})
+    RunflowModel.objects.create(
+        api_url=a.api_url,
+        model_id=a.model_id,
+        inputs=[
+            {"name": "seed", "sort_order": 9},
+            {"name": "steps", "sort_order": 2},
+            {"name": "prompt", "sort_order": 5},
+        ],
+    )
+    html = cast.client_for("member").get(compare_url(cast, a, b)).content.decode()
+    assert differing_rows(html) == ["prompt", "steps", "seed"]  # the prompt always leads
 
 
 def test_four_runs_and_different_models(cast: Cast) -> None:

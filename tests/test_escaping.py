@@ -87,7 +87,7 @@ def hostile(cast: Cast) -> Run:
         "ok": "https://example.com/a?b=1&c=<2>",
     }
     run.save()
-    RunLog.objects.create(run=run, runflow_id="l1", level=f"<i>{SCRIPT}</i>", message=SCRIPT)
+    RunLog.objects.create(run=run, runflow_id="l1", level="<i><script>", message=SCRIPT)
     RunLog.objects.create(run=run, runflow_id="l2", level="error", message=BREAKOUT)
     NodeRun.objects.create(
         run=run, runflow_id="n1", node_id=SCRIPT, state=BREAKOUT, error_message=SCRIPT

@@ -100,7 +100,7 @@ def _forget_old_zips(team_uuid: str) -> None:
 def _arcname(output: Output, taken: set[str]) -> str:
     from runs.views.media import download_name
 
-    name = download_name(output, output.file.name)
+    name = download_name(output, output.file.name or "")
     candidate, counter = name, 1
     while candidate in taken:
         counter += 1

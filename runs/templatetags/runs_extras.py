@@ -291,7 +291,7 @@ def _with_stage(text: str, where: str) -> str:
 def _field_errors(raw: object) -> list[tuple[str, str]]:
     if not isinstance(raw, dict):
         return []
-    rows = []
+    rows: list[tuple[str, str]] = []
     for name, messages in raw.items():
         items = messages if isinstance(messages, list) else [messages]
         rows.extend((str(name), str(message)) for message in items)
@@ -356,13 +356,45 @@ def _row(name: str, value: object, **extra: Any) -> InputRow:
     return InputRow(name=name, text=text, href=href, is_long=len(text) > 120, **extra)
 
 
+_FIRST = ("prompt", "negative_prompt")
+
+
+def sort_names(names: list[str], order: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Input names in a stable, readable order: the prompt first, then the model's own form
+    order when known, then alphabetical. (PostgreSQL's jsonb does not keep key order.)"""
+    rank = {name: index for index, name in enumerate(order)}
+
+    def key(name: str) -> tuple[int, int, str]:
+        if name in _FIRST:
+            return (0, _FIRST.index(name), "")
+        return (1, rank.get(name, len(rank)), name)
+
+    return sorted(names, key=key)
+
+
+def model_input_order(inputs: object) -> list[str]:
+    """Input names of a catalog model (``RunflowModel.inputs``) by their ``sort_order``."""
+    if not isinstance(inputs, list):
+        return []
+    entries = [item for item in inputs if isinstance(item, dict) and item.get("name")]
+    entries.sort(key=lambda item: (_number(item.get("sort_order")), str(item["name"])))
+    return [str(item["name"]) for item in entries]
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 1e9
+
+
 @register.simple_tag
-def input_rows(run_input: object, parent_input: object = None) -> list[InputRow]:
+def input_rows(
+    run_input: object, parent_input: object = None, order: list[str] | None = None
+) -> list[InputRow]:
     """The run's inputs, each marked changed against the parent run's when there is one."""
     current = run_input if isinstance(run_input, dict) else {}
     parent = parent_input if isinstance(parent_input, dict) else None
     rows = []
-    for name, value in current.items():
+    for name in sort_names(list(current), order or ()):
+        value = current[name]
         if parent is None:
             rows.append(_row(str(name), value))
             continue
@@ -370,9 +402,8 @@ def input_rows(run_input: object, parent_input: object = None) -> list[InputRow]
         previous = display_value(parent[name]) if changed and name in parent else None
         rows.append(_row(str(name), value, changed=changed, previous=previous))
     if parent is not None:
-        for name, value in parent.items():
-            if name not in current:
-                rows.append(_row(str(name), value, changed=True, removed=True))
+        for name in sort_names([n for n in parent if n not in current], order or ()):
+            rows.append(_row(str(name), parent[name], changed=True, removed=True))
     return rows
 
 
@@ -383,16 +414,14 @@ class CompareRow:
     differs: bool
 
 
-def compare_inputs(runs: list[Run]) -> list[CompareRow]:
+def compare_inputs(runs: list[Run], order: list[str] | None = None) -> list[CompareRow]:
     """One row per input name across the runs; ``differs`` when any two runs disagree."""
-    names: list[str] = []
+    names: set[str] = set()
     for run in runs:
-        for name in run.input if isinstance(run.input, dict) else {}:
-            if name not in names:
-                names.append(name)
+        names.update(run.input if isinstance(run.input, dict) else {})
     missing = object()
     rows = []
-    for name in names:
+    for name in sort_names(sorted(names), order or ()):
         values = [
             run.input.get(name, missing) if isinstance(run.input, dict) else missing for run in runs
         ]

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from runs.access import membership_for
-from runs.history import parse_uuids, team_runs
+from runs.history import input_order, parse_uuids, team_runs
 from runs.models import Output
 from runs.templatetags.runs_extras import compare_inputs
 from runs.views.runs import WorkspaceRequest
@@ -43,7 +43,7 @@ def compare(request: WorkspaceRequest, team: UUID) -> HttpResponse:
         "max_runs": MAX_RUNS,
     }
     if len(runs) >= MIN_RUNS:
-        context["input_rows"] = compare_inputs(runs)
+        context["input_rows"] = compare_inputs(runs, input_order(runs))
         context["models_differ"] = len({run.model_id for run in runs}) > 1
     else:
         # Not enough runs named: offer the latest ones to pick from, right here.

@@ -119,7 +119,7 @@ def serve_output(request: HttpRequest, output: Output, *, thumbnail: bool) -> Ht
     if output.archive_state != ArchiveState.ARCHIVED or not field:
         raise Http404("This file has not been copied here (yet).")
     # A thumbnail's type comes from its own name; the original's from what archiving found.
-    content_type = served_type("" if thumbnail else output.content_type, field.name)
+    content_type = served_type("" if thumbnail else output.content_type, field.name or "")
     as_attachment = content_type not in INLINE_TYPES or request.GET.get("download") == "1"
     try:
         handle = field.open("rb")
@@ -142,9 +142,11 @@ def serve_output(request: HttpRequest, output: Output, *, thumbnail: bool) -> Ht
     else:
         response = FileResponse(handle, content_type=content_type)
         response["Content-Length"] = str(size)
-    filename = download_name(output, field.name, thumbnail=thumbnail)
+    filename = download_name(output, field.name or "", thumbnail=thumbnail)
     response["Content-Type"] = content_type
-    response["Content-Disposition"] = content_disposition_header(as_attachment, filename)
+    response["Content-Disposition"] = (
+        content_disposition_header(as_attachment, filename) or "attachment"
+    )
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = MEDIA_CSP
     response["Cross-Origin-Resource-Policy"] = "same-origin"

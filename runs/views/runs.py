@@ -30,6 +30,7 @@ from runs.connection import ConnectionUnavailable, client_for_team
 from runs.history import (
     STATUS_CHOICES,
     HistoryFilters,
+    input_order,
     model_choices,
     needs_refresh,
     page_runs,
@@ -183,6 +184,7 @@ def _run_context(request: WorkspaceRequest, membership: Membership, run: Run) ->
         "membership": membership,
         "run": run,
         "parent": run.parent if run.parent and run.parent.deleted_at is None else None,
+        "input_order": input_order([run]),
         "starred": Star.objects.filter(user=request.user, run=run).exists(),
         "is_mine": run.created_by_id == request.user.pk,
         "share_count": run.share_links.filter(revoked_at__isnull=True).count(),
