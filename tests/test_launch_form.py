@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from runs.forms.inputs import (
     MAX_CHOICES_IN_SELECT,
     MAX_INPUTS,
-    InputSchema,
     Kind,
     from_text,
     parse_inputs,
 )
 from runs.forms.launch import LaunchForm, RawInputForm, clean_model_id, initial_values
+from runs.forms.schema import InputSchema
 from tests.launch_support import TEXT_TO_IMAGE_INPUTS
 
 

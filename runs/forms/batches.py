@@ -21,7 +21,8 @@ from typing import Any
 
 from django import forms
 
-from runs.forms.inputs import InputSchema, Kind, ParsedInputs, from_text
+from runs.forms.inputs import Kind, ParsedInputs, from_text
+from runs.forms.schema import InputSchema
 from runs.launching import MAX_BATCH_ITEMS
 
 MAX_CSV_BYTES = 2 * 1024 * 1024

@@ -23,7 +23,6 @@ from runs.forms.inputs import (
     MAX_CHOICES_IN_SELECT,
     MAX_JSON_CHARS,
     MAX_URL_LENGTH,
-    InputSchema,
     InputSpec,
     Kind,
     ParsedInputs,
@@ -33,6 +32,7 @@ from runs.forms.inputs import (
     split_urls,
     to_text,
 )
+from runs.forms.schema import InputSchema
 from runs.runflow.schemas import is_model_id
 
 # Runflow's asset upload takes files up to 50 MiB (RUNFLOW_API.md).

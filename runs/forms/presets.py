@@ -9,7 +9,8 @@ from typing import Any
 
 from django import forms
 
-from runs.forms.inputs import InputSchema, ParsedInputs
+from runs.forms.inputs import ParsedInputs
+from runs.forms.schema import InputSchema
 
 
 class PresetForm(forms.Form):
