@@ -139,9 +139,10 @@ def test_expired_unknown_and_deleted(cast: Cast) -> None:
     assert "was here" not in html and "Nothing here any more" in html
 
 
-def test_share_list_marks_the_new_link_and_shows_its_address(cast: Cast) -> None:
+def test_share_list_marks_the_new_link_and_shows_its_address(cast: Cast, settings: object) -> None:
+    settings.SITE_URL = "https://studio.example"  # type: ignore[attr-defined]
     link = share(cast, make_run(cast.team, cast.member))
     url = reverse("runs:shares", args=[cast.team.uuid]) + f"?new={link.token}"
     html = cast.client_for("member").get(url).content.decode()
     assert "share-table__fresh" in html
-    assert re.search(rf'value="http://testserver/s/{re.escape(link.token)}/"', html)
+    assert re.search(rf'value="https://studio.example/s/{re.escape(link.token)}/"', html)

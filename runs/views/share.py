@@ -11,6 +11,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -58,6 +59,9 @@ def share_list(request: WorkspaceRequest, team: UUID) -> HttpResponse:
         "links": links,
         "now": timezone.now(),
         "fresh": request.GET.get("new", ""),
+        # The address people will open: the site's public URL, not the host this request
+        # happened to reach (behind a proxy that may be an internal name).
+        "site_url": settings.SITE_URL.rstrip("/"),
     }
     return render(request, "runs/shared_links.html", context)
 

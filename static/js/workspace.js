@@ -247,6 +247,26 @@
     });
   });
 
+  // ------------------------------------------------------------------ polls that lose access
+  // Signed out meanwhile: the poll was redirected to the sign-in page. Go there for real
+  // instead of swapping a whole login page into a region.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.responseURL && xhr.responseURL.indexOf("/accounts/login/") !== -1) {
+      event.detail.shouldSwap = false;
+      window.location.assign(xhr.responseURL);
+    }
+  });
+  // Removed from the team meanwhile (404/403): stop polling quietly. A 5xx may be a passing
+  // hiccup, so polling carries on through those.
+  document.addEventListener("htmx:responseError", function (event) {
+    var source = event.detail.elt;
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (status >= 400 && status < 500 && source && source.classList && source.classList.contains("poller")) {
+      source.remove();
+    }
+  });
+
   // ------------------------------------------------------------------ wiring
   document.addEventListener("DOMContentLoaded", function () {
     scanStatuses(true);
