@@ -533,3 +533,17 @@ def test_a_form_brought_back_edited_and_sent_again_is_a_new_launch(
     prompts = sorted(run.input["prompt"] for run in Run.objects.all())
     assert prompts == ["a grey fox", "a red fox"]
     assert len(fake_runflow.runs) == 2
+
+
+def test_a_model_whose_definitions_are_unusable_falls_back_to_raw_json(cast: Cast) -> None:
+    connect(cast.team)
+    make_model("odd/model", inputs=[{"name": None}, "junk", {"no": "name"}])
+    html = cast.client_for("member").get(launch_url(cast, "odd/model")).content.decode()
+    assert 'name="input"' in html and "without a usable name" in html
+
+
+def test_batch_post_access(cast: Cast) -> None:
+    make_model(MODEL)
+    url = reverse("runs:batch_new", args=[cast.team.uuid, MODEL])
+    assert_access(cast, "post", url, WRITE_EXPECTED, {"mode": "lines"})
+    assert not Run.objects.exists()

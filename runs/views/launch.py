@@ -58,6 +58,7 @@ class Target:
     model_id: str
     model: RunflowModel | None
     parsed: ParsedInputs | None
+    problems: tuple[str, ...] = ()  # what could not be read of the model's definitions
 
     @property
     def title(self) -> str:
@@ -71,9 +72,10 @@ def load_target(membership: Membership, model_id: str) -> Target:
         raise Http404("No such model id.") from None
     model = catalog_model(membership.team, model_id)
     parsed = parse_inputs(model.inputs) if model is not None else None
-    if parsed is not None and not parsed.specs and not parsed.problems:
-        parsed = None  # a model without input definitions: the raw JSON form
-    return Target(model_id, model, parsed)
+    problems = parsed.problems if parsed is not None else ()
+    if parsed is not None and not parsed.specs:
+        parsed = None  # no usable input definitions: the raw JSON form
+    return Target(model_id, model, parsed, problems)
 
 
 def _uuid(value: str | None) -> UUID | None:
