@@ -406,3 +406,12 @@ def test_star_by_get_changes_nothing(cast: Cast) -> None:
     url = reverse("runs:star", args=[cast.team.uuid, run.uuid])
     assert cast.client_for("member").get(url).status_code == 405
     assert not Star.objects.exists()
+
+
+def test_back_button_restore_gets_the_whole_page(cast: Cast) -> None:
+    make_run(cast.team, cast.member)
+    response = cast.client_for("member").get(
+        team_url(cast), HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert b"<html" in response.content
+    assert "HX-Request" in response["Vary"]

@@ -26,7 +26,7 @@ from runs.history import (
 )
 from runs.models import ArchiveState, Output, Team
 from runs.tasks.workspace import ZIP_MAX_FILES, read_manifest, start_zip, zip_is_expired, zip_path
-from runs.views.runs import WorkspaceRequest
+from runs.views.runs import WorkspaceRequest, render_region
 
 
 @login_required
@@ -48,8 +48,7 @@ def gallery(request: WorkspaceRequest, team: UUID) -> HttpResponse:
         "model_choices": model_choices(membership.team),
         "members": membership.team.memberships.select_related("user").order_by("user__username"),
     }
-    template = "runs/gallery.html#grid" if request.htmx else "runs/gallery.html"
-    return render(request, template, context)
+    return render_region(request, "runs/gallery.html", "grid", context)
 
 
 def selected_outputs(team: Team, query: QueryDict) -> list[Output]:

@@ -20,6 +20,7 @@ from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
@@ -52,6 +53,20 @@ POLL_MS = 1500
 
 class WorkspaceRequest(AuthedRequest):
     htmx: HtmxDetails
+
+
+def render_region(
+    request: WorkspaceRequest, template: str, region: str, context: dict[str, Any]
+) -> HttpResponse:
+    """The whole page, or only ``region`` for an htmx request from the page itself.
+
+    A history restore (Back after an htmx navigation) asks for the whole page, and the
+    response varies on HX-Request so no cache hands a fragment to a normal visit.
+    """
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, f"{template}#{region}" if partial else template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 # ---------------------------------------------------------------- history
@@ -92,8 +107,7 @@ def run_list(request: WorkspaceRequest, team: UUID) -> HttpResponse:
         "members": membership.team.memberships.select_related("user").order_by("user__username"),
         "filter_params": filters.params(),
     }
-    template = "runs/run_list.html#history" if request.htmx else "runs/run_list.html"
-    return render(request, template, context)
+    return render_region(request, "runs/run_list.html", "history", context)
 
 
 @login_required
