@@ -316,3 +316,21 @@ def test_a_chunk_whose_sender_died_is_taken_over(
     assert resubmit_stranded() == 1
     chunk.refresh_from_db()
     assert chunk.state == "sent" and len(fake_runflow.runs) == 1
+
+
+def test_a_409_on_our_own_key_is_looked_up_not_failed(
+    member: Membership, fake_runflow: FakeRunflow
+) -> None:
+    # Another attempt with this Idempotency-Key got there first (and made the run).
+    fake_runflow.fail("create run", LOSE_ANSWER, 409)
+    run = saved_run(member)
+    submit_run.enqueue(run.pk)  # first attempt: answer lost, lookup finds it
+    run.refresh_from_db()
+    assert run.status == Status.QUEUED and len(fake_runflow.runs) == 1
+
+    other = saved_run(member, prompt="a grey fox")
+    fake_runflow.fail("create run", 409)
+    submit_run.enqueue(other.pk)  # 409 and nothing found yet: tried again, never failed
+    other.refresh_from_db()
+    assert other.status == Status.QUEUED
+    assert len(fake_runflow.runs) == 2

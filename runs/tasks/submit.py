@@ -31,6 +31,7 @@ from runs.connection import ConnectionUnavailable
 from runs.models import Batch, BatchChunk, Run, Source, Status
 from runs.runflow.client import RunflowClient
 from runs.runflow.errors import (
+    Conflict,
     OutcomeUnknown,
     OutOfCredit,
     RateLimited,
@@ -157,7 +158,9 @@ def _create_run(client: RunflowClient, run: Run, attempt: int) -> tuple[Any, boo
             client_ref=str(run.uuid),
             idempotency_key=str(run.uuid),
         )
-    except OutcomeUnknown as unknown:
+    except (OutcomeUnknown, Conflict) as unknown:
+        # A 409 on our own Idempotency-Key means another attempt with the same key is (or
+        # was) being processed: the run exists or is about to. Look, never fail it.
         found = _find(client, run)
         if found is not None:
             return found, True
@@ -307,7 +310,7 @@ def _create_batch(
             callback_url=batch.team.callback_url,
             idempotency_key=str(chunk.idempotency_key),
         )
-    except OutcomeUnknown as unknown:
+    except (OutcomeUnknown, Conflict) as unknown:
         found = _find_chunk(client, chunk, runs)
         if found is not None:
             return found
@@ -430,8 +433,10 @@ def start_polling(runs: Sequence[Run]) -> None:
 
 # ---- stranded work (a crashed worker, a lost enqueue) ----
 
-# A run still unsent this long after it was saved lost its submit task.
-STRANDED_AFTER = timedelta(minutes=2)
+# A run still unsent this long after it was saved lost its submit task. Longer than any
+# live attempt can take (its lookups and create each have a 60 s deadline), so a sweep
+# never races a worker that is still sending.
+STRANDED_AFTER = timedelta(minutes=5)
 # A chunk "sending" this long belongs to a worker that died mid-call.
 SENDING_LEASE = timedelta(minutes=5)
 
