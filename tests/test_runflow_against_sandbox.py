@@ -161,9 +161,9 @@ def test_another_organizations_run_is_not_found(sandbox: Sandbox, client: Runflo
 
 
 def test_no_credit_is_out_of_credit(sandbox: Sandbox) -> None:
-    with RunflowClient(sandbox.url, sandbox.new_key("nocredit")) as broke:
-        with pytest.raises(OutOfCredit) as caught:
-            launch(broke, "too expensive")
+    broke = RunflowClient(sandbox.url, sandbox.new_key("nocredit"))
+    with broke, pytest.raises(OutOfCredit) as caught:
+        launch(broke, "too expensive")
     assert caught.value.status == 402
 
 
@@ -261,9 +261,9 @@ def test_429_retry_after_is_waited_exactly(sandbox_faults: Sandbox, waits: list[
 def test_endless_429_gives_up_after_five_requests(sandbox_faults: Sandbox) -> None:
     key = sandbox_faults.new_key()
     sandbox_faults.set_faults(create_error={"status": 429})
-    with RunflowClient(sandbox_faults.url, key, sleep=lambda s: None) as client:
-        with pytest.raises(RateLimited):
-            launch(client, "never")
+    client = RunflowClient(sandbox_faults.url, key, sleep=lambda s: None)
+    with client, pytest.raises(RateLimited):
+        launch(client, "never")
     assert creates_for(sandbox_faults, key, "-")[0] == 5
 
 
@@ -300,9 +300,9 @@ def test_legacy_outputs_and_unknown_fields_are_normalized(
     sandbox_faults: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox_faults.set_faults(legacy_output=True, extra_fields=True)
-    with RunflowClient(sandbox_faults.url, sandbox_faults.new_key()) as client:
-        with caplog.at_level(logging.WARNING, logger="runs.runflow"):
-            run = finished(client, launch(client, "old style").id)
+    client = RunflowClient(sandbox_faults.url, sandbox_faults.new_key())
+    with client, caplog.at_level(logging.WARNING, logger="runs.runflow"):
+        run = finished(client, launch(client, "old style").id)
     assert run.output is not None and run.output.outputs
     assert all(o.url.startswith(sandbox_faults.url) for o in run.output.outputs)
     assert "legacy output shape" in caplog.text
