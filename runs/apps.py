@@ -8,8 +8,8 @@ class RunsConfig(AppConfig):
     verbose_name = "Runflow site"
 
     def ready(self) -> None:
-        from runs import checks, throttle  # noqa: F401  (register checks and signal receivers)
-        from runs import callbacks, transitions
+        # checks and throttle register system checks and signal receivers on import.
+        from runs import callbacks, checks, throttle, transitions  # noqa: F401
         from runs.tasks.archive import enqueue_archive
 
         # Results pipeline: outputs are copied by the worker, batches follow their runs.
