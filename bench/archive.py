@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import figure, peak_rss_mb  # noqa: E402
-from tests.plugins.faults import start_stack  # noqa: E402
+from bench.common import figure, peak_rss_mb
+from tests.plugins.faults import start_stack
 
 RUNS = 6
 ROUNDS = 2
@@ -46,22 +46,25 @@ def rearchive(uuids):
     for pk in Run.objects.filter(uuid__in=uuids).values_list("pk", flat=True):
         archive_outputs.call(pk)
     seconds = time.perf_counter() - started
-    states = list(Output.objects.filter(run__uuid__in=uuids).values_list("archive_state", flat=True))
+    states = list(
+        Output.objects.filter(run__uuid__in=uuids).values_list("archive_state", flat=True)
+    )
     return seconds, states
 def profile(uuids):
-    import cProfile, pstats, io
-    Output.objects.filter(run__uuid__in=uuids).update(archive_state=ArchiveState.PENDING, file="", thumbnail="")
+    import cProfile, pstats
+    Output.objects.filter(run__uuid__in=uuids).update(
+        archive_state=ArchiveState.PENDING, file="", thumbnail=""
+    )
     pk = Run.objects.filter(uuid__in=uuids).values_list("pk", flat=True)[0]
     profiler = cProfile.Profile()
     profiler.runcall(archive_outputs.call, pk)
     stats = pstats.Stats(profiler)
     total = stats.total_tt
     rows = []
-    wanted = ("thumbnail", "Image.py:", "load", "sha256", "_save", "Client.__init__", "sniff", "iter_bytes", "create_ssl_context", "save")
     for (file, line, name), (cc, nc, tt, ct, callers) in stats.stats.items():
         rows.append((ct, f"{file.rsplit('/', 1)[-1]}:{name}"))
     rows.sort(reverse=True)
-    top = [f"{label} {ct * 1000:.0f} ms" for ct, label in rows if not label.startswith(("~", "<"))][:12]
+    top = [f"{label} {ct * 1000:.0f} ms" for ct, label in rows if label[0] not in "~<"][:12]
     return total, top
 """
 

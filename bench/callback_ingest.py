@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import figure, peak_rss_mb, percentile  # noqa: E402
-from tests.plugins.faults import start_stack  # noqa: E402
+from bench.common import figure, peak_rss_mb, percentile
+from tests.plugins.faults import start_stack
 
 CONNECTIONS = 8
 ROUND_SECONDS = 8.0
@@ -192,7 +192,7 @@ def main() -> None:
             )
         )
         hook_rate, hook_p50, hook_p99, hook_errors, hook_count = summary["hook"]
-        bare_rate, bare_p50, bare_p99, bare_errors, bare_count = summary["bare"]
+        bare_rate, bare_p50, bare_p99, bare_errors, _ = summary["bare"]
         rss = max(peak_rss_mb(pid) for pid in stack.pids("web-1"))
         figure(
             "callback_ingest",
@@ -200,7 +200,8 @@ def main() -> None:
             f"{hook_rate:.0f}/s p50 {hook_p50:.1f} ms p99 {hook_p99:.1f} ms, "
             f"{hook_errors} errors of {hook_count}, {applied} runs applied | bare view "
             f"{bare_rate:.0f}/s p50 {bare_p50:.1f} ms p99 {bare_p99:.1f} ms, {bare_errors} errors "
-            f"| gunicorn 2x4 threads, {CONNECTIONS} connections, SQLite | web peak RSS {rss:.0f} MiB",
+            f"| gunicorn 2x4 threads, {CONNECTIONS} connections, SQLite "
+            f"| web peak RSS {rss:.0f} MiB",
         )
         figure(
             "callback_ingest_profile",

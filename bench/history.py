@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import figure, median, scratch_django, timed  # noqa: E402
+from bench.common import figure, median, scratch_django, timed
 
 RUNS = 100_000
 OUTPUTS_PER_RUN = 3
@@ -61,7 +61,9 @@ def seed() -> tuple[object, object]:
         )
         cursor.execute(
             f"""
-            WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < {OUTPUTS_PER_RUN - 1})
+            WITH RECURSIVE k(j) AS (
+                SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < {OUTPUTS_PER_RUN - 1}
+            )
             INSERT INTO runs_output (uuid, run_id, "index", kind, source_url, content_type,
                 width, height, sha256, file, thumbnail, archive_state, archive_error,
                 archive_attempts, created_at, size_bytes)
@@ -74,7 +76,8 @@ def seed() -> tuple[object, object]:
         )
         cursor.execute("ANALYZE")
     print(
-        f"seeded {RUNS} runs, {RUNS * OUTPUTS_PER_RUN} outputs in {time.monotonic() - started:.0f} s"
+        f"seeded {RUNS} runs, {RUNS * OUTPUTS_PER_RUN} outputs "
+        f"in {time.monotonic() - started:.0f} s"
     )
     return user, team
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import figure, median, scratch_django, timed  # noqa: E402
+from bench.common import figure, median, scratch_django, timed
 
 REPEAT = 30
 
@@ -105,7 +105,8 @@ def main() -> None:
         f"{idle_ms / full_ms:.0%} of the server time of the full page | poll with a new log "
         f"line {news_bytes / full_bytes:.1%} bytes, {news_ms / full_ms:.0%} time | full page "
         f"{full_bytes / 1024:.1f} KiB in {full_ms:.1f} ms; idle poll {idle_bytes} B in "
-        f"{idle_ms:.1f} ms; new-line poll {news_bytes} B in {news_ms:.1f} ms | 60 log lines, 4 steps",
+        f"{idle_ms:.1f} ms; new-line poll {news_bytes} B in {news_ms:.1f} ms "
+        "| 60 log lines, 4 steps",
     )
     history_url = f"/t/{team.uuid}/"  # type: ignore[attr-defined]
     listing = client.get(history_url).content.decode()

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import figure, peak_rss_mb  # noqa: E402
-from tests.plugins.faults import start_stack  # noqa: E402
+from bench.common import figure, peak_rss_mb
+from tests.plugins.faults import start_stack
 
 RUNS = 200
 
@@ -137,7 +137,8 @@ def main() -> None:
             "worker_polling",
             f"{worker_rate / bare_rate:.2f}x of a bare httpx loop | worker {worker_rate:.0f} "
             f"polls/s ({counted} polls, first to last task {busy_seconds:.1f} s; "
-            f"{wall_seconds:.1f} s with start-up; {len(gets)} upstream GETs) | bare loop {bare_rate:.0f} GETs/s | {RUNS} runs in flight, one worker, "
+            f"{wall_seconds:.1f} s with start-up; {len(gets)} upstream GETs) "
+            f"| bare loop {bare_rate:.0f} GETs/s | {RUNS} runs in flight, one worker, "
             f"SQLite | worker peak RSS {rss:.0f} MiB | at the default cadence (2.5 s) one worker "
             f"keeps up with ~{worker_rate * 2.5:.0f} runs in flight",
         )
