@@ -370,6 +370,8 @@ def start_stack(
         setup = stack.run(SETUP)
         assert setup["secrets"] >= 1, "the Demo team got no callback secret"
         stack.run(HELPERS)
+        # As ``serve`` does before its workers start: one reconcile sweep, then the cycle.
+        stack.run("from runs.worker import on_worker_start\nresult = on_worker_start()")
         stack.setup = setup  # type: ignore[attr-defined]
         for number in range(1, webs + 1):
             stack.start_web(number, workers=web_processes)
