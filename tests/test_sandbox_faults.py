@@ -183,12 +183,15 @@ def test_dropped_callbacks_leave_polling_to_find_the_result(
 
 
 def test_bad_signature_fault(sandbox_faults: Sandbox, callback_receiver: CallbackReceiver) -> None:
-    sandbox_faults.set_faults(callbacks={"bad_signature": {"next": 1}})
+    # "Always" rather than a one-shot: the sandbox is shared, and a late callback of an
+    # earlier test could otherwise use up a one-shot switch before this run's callback.
+    sandbox_faults.set_faults(callbacks={"bad_signature": True})
     key = sandbox_faults.new_key()
     with sandbox_faults.api(key) as client:
         secret = client.post("/v1/callback-secrets", json={}).json()["plain_secret"]
         post_run(client, "forged", callback_url=callback_receiver.url)
         bad = callback_receiver.wait(1)[0]
+        sandbox_faults.reset_faults()
         post_run(client, "genuine", callback_url=callback_receiver.url)
         good = callback_receiver.wait(2)[1]
     assert bad.headers["Runflow-Signature"] != signature(bad.body, secret)
