@@ -300,41 +300,46 @@ def test_held_sqlite_write_lock_past_the_busy_timeout(stack: Stack) -> None:
     assert_targets(measure)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A submit_run task claimed by a worker that is then killed stays RUNNING in "
-        "django-tasks-db forever, and nothing re-enqueues it: reconcile's rearm_polls skips "
-        "pending runs never sent ('submit's to finish', runs/tasks/polling.py rearm_polls) and "
-        "there is no sweep for pending runs whose submit task died (D4)."
-    ),
-)
+CLAIM_THEN_DIE = """
+from django_tasks_db.models import DBTaskResult
+from runs.tasks.submit import claim_attempt
+for run in Run.objects.filter(uuid__in=UUIDS):
+    # What a worker has done when kill -9 lands after its claim and before its POST: the
+    # queue row is RUNNING under its id, and the run's attempt is taken with a lease.
+    DBTaskResult.objects.ready().get(args_kwargs__args=[run.pk]).claim("killed-worker")
+    assert claim_attempt(run)
+result = None
+"""
+
+LEASES_RUN_OUT = """
+from datetime import timedelta
+from django.utils import timezone
+from runs.tasks.polling import reconcile
+# Time passes: the dead worker's leases run out (ATTEMPT_LEASE), then a sweep comes by.
+Run.objects.filter(uuid__in=UUIDS).update(submit_due_at=timezone.now() - timedelta(seconds=1))
+result = reconcile.call()["resubmitted"]
+"""
+
+
 def test_kill_9_worker_between_claim_and_send(stack: Stack) -> None:
-    """The state a kill leaves when it lands after the claim and before the POST."""
+    """D4: the worker dies holding claimed submits; reconcile sends them once their lease ends."""
+
+    def claim_then_die(stack: Stack, uuids: list[str]) -> str:
+        stack.run(CLAIM_THEN_DIE.replace("UUIDS", repr(uuids)))
+        stack.start_worker(1)
+        time.sleep(1.0)  # the new worker must leave leased runs alone
+        assert all(s == "pending" for s in stack.run(f"result = states({uuids!r})").values())
+        resubmitted = stack.run(LEASES_RUN_OUT.replace("UUIDS", repr(uuids)))
+        assert resubmitted == len(uuids)
+        return "claimed then killed before the POST; swept once the leases ran out"
+
     stack.kill("worker-1")
     try:
-        stack.set_faults()
-        uuid = stack.run(
-            "from django_tasks_db.models import DBTaskResult\n"
-            "from django.db.models import F\n"
-            "[uuid] = launch(['claimed then killed'])\n"
-            "run = Run.objects.get(uuid=uuid)\n"
-            "task = DBTaskResult.objects.ready().get(args_kwargs__args=[run.pk])\n"
-            "task.claim('killed-worker')\n"
-            "Run.objects.filter(pk=run.pk).update(submit_attempts=F('submit_attempts') + 1)\n"
-            "result = uuid"
-        )
+        measure = run_case(stack, "kill -9 worker between claim and send", during=claim_then_die)
     finally:
-        stack.start_worker(1)
-    stack.run("from runs.tasks.polling import reconcile\nresult = reconcile.call()")
-    deadline = time.monotonic() + 15
-    status = ""
-    while time.monotonic() < deadline:
-        status = stack.run(f"result = states([{uuid!r}])")[uuid]
-        if status == "succeeded":
-            break
-        time.sleep(0.5)
-    assert status == "succeeded", f"the run is still {status}"
+        if not stack.alive("worker-1"):
+            stack.start_worker(1)
+    assert_targets(measure)
 
 
 def test_expired_output_links(stack: Stack) -> None:

@@ -298,6 +298,52 @@ def test_stranded_runs_and_chunks_are_sent_again_once(
     assert run.status == Status.QUEUED
 
 
+def test_a_run_whose_worker_died_after_the_claim_is_sent_once_the_lease_runs_out(
+    member: Membership, fake_runflow: FakeRunflow
+) -> None:
+    # D4: a worker claims the attempt, then is killed before its POST.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.tasks.submit import ATTEMPT_LEASE, claim_attempt, resubmit_stranded
+
+    run = saved_run(member)
+    assert claim_attempt(run)
+    assert not claim_attempt(run)  # the attempt is taken: a second worker backs off
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert resubmit_stranded() == 0  # within the lease the worker may still be sending
+    assert fake_runflow.count("create run") == 0
+    after_lease = timezone.now() + ATTEMPT_LEASE + timedelta(seconds=1)
+    assert resubmit_stranded(now=after_lease) == 1
+    run.refresh_from_db()
+    assert run.status == Status.QUEUED and run.submit_attempts == 2
+    # The second attempt looked before it posted: one upstream run.
+    assert fake_runflow.count("find runs") == 1
+    assert len(fake_runflow.runs) == 1
+
+
+def test_the_sweep_queues_a_stranded_run_once_however_often_it_runs(
+    member: Membership, settings: Any
+) -> None:
+    # With a real queue (nothing runs until a worker claims it), two sweeps, from two
+    # workers or two cycles, must not stack up two tasks for one run.
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    from runs.tasks.submit import resubmit_stranded
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    run = saved_run(member)
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    queued = DBTaskResult.objects.filter(task_path__endswith="submit_run", status="READY")
+    assert resubmit_stranded() == 1
+    assert resubmit_stranded() == 0
+    assert queued.count() == 1
+
+
 def test_a_chunk_whose_sender_died_is_taken_over(
     member: Membership, fake_runflow: FakeRunflow
 ) -> None:

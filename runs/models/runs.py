@@ -171,6 +171,10 @@ class Run(models.Model):
 
     # Worker bookkeeping.
     submit_attempts = models.PositiveIntegerField(default=0)
+    # The submit lease: while a worker sends the run, or waits to retry, this is when it
+    # should have moved on. Past it, a pending run nobody sent is stranded (its worker died
+    # or its task was lost) and the reconcile sweep enqueues it again (D4).
+    submit_due_at = models.DateTimeField(null=True, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -303,6 +303,7 @@ def reconcile(chain: str = "") -> dict[str, Any]:
     continues; a direct call sweeps once.
     """
     from runs.callbacks import rematch
+    from runs.tasks.submit import resubmit_stranded
     from runs.worker import continue_cycle
 
     if chain and not continue_cycle(chain):  # first: an error below must not break the cycle
@@ -310,6 +311,7 @@ def reconcile(chain: str = "") -> dict[str, Any]:
     now = timezone.now()
     counts: dict[str, Any] = {}
     for name, step in (
+        ("resubmitted", lambda: resubmit_stranded(now=now)),
         ("rearmed", lambda: rearm_polls(now)),
         ("rematched", lambda: rematch(now=now)),
         ("stuck", lambda: flag_stuck(now)),

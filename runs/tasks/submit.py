@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.tasks import task
 from django.utils import timezone
 
@@ -103,10 +103,7 @@ def _attempt_run(run_id: int) -> tuple[str, float]:
     if run is None or run.status != Status.PENDING or run.runflow_id is not None:
         return DONE, 0
     attempt = run.submit_attempts + 1
-    claimed = Run.objects.filter(
-        pk=run.pk, status=Status.PENDING, submit_attempts=run.submit_attempts
-    ).update(submit_attempts=F("submit_attempts") + 1)
-    if not claimed:
+    if not claim_attempt(run):
         return DONE, 0  # another worker holds this attempt
     try:
         info, found = _send_run(run, attempt)
@@ -115,12 +112,36 @@ def _attempt_run(run_id: int) -> tuple[str, float]:
             _reject(run, "SUBMIT_GAVE_UP", _gave_up(retry.message, attempt))
             return DONE, 0
         logger.info("Run %s: attempt %s not accepted (%s); will retry", run.uuid, attempt, retry)
-        return RETRY, _delay(attempt, retry.delay)
+        delay = _delay(attempt, retry.delay)
+        _extend_lease(run, timedelta(seconds=delay) + ENQUEUE_GRACE)
+        return RETRY, delay
     except RunflowError as error:
         _reject_error(run, error)
         return DONE, 0
     _accept(run, info, found=found)
     return DONE, 0
+
+
+def claim_attempt(run: Run) -> bool:
+    """Take the run's next attempt by compare-and-set, with a lease for its length.
+
+    ``False`` when another worker took it first. The lease lets the reconcile sweep tell a
+    worker still sending from one that died after the claim (``resubmit_stranded``).
+    """
+    return bool(
+        Run.objects.filter(
+            pk=run.pk, status=Status.PENDING, submit_attempts=run.submit_attempts
+        ).update(
+            submit_attempts=F("submit_attempts") + 1,
+            submit_due_at=timezone.now() + ATTEMPT_LEASE,
+        )
+    )
+
+
+def _extend_lease(run: Run, length: timedelta) -> None:
+    Run.objects.filter(pk=run.pk, status=Status.PENDING).update(
+        submit_due_at=timezone.now() + length
+    )
 
 
 def _send_run(run: Run, attempt: int) -> tuple[Any, bool]:
@@ -433,34 +454,56 @@ def start_polling(runs: Sequence[Run]) -> None:
 
 # ---- stranded work (a crashed worker, a lost enqueue) ----
 
-# A run still unsent this long after it was saved lost its submit task. Longer than any
-# live attempt can take (its lookups and create each have a 60 s deadline), so a sweep
-# never races a worker that is still sending.
-STRANDED_AFTER = timedelta(minutes=5)
+# How long an attempt may take: a lookup, a create and a second lookup, each with a 60 s
+# deadline, plus margin. A sweep never races a worker still inside its lease.
+ATTEMPT_LEASE = timedelta(minutes=4)
+# How long a task just enqueued (or due to retry) may wait for a free worker before the
+# sweep enqueues it again. A duplicate is harmless (attempts are claimed by compare-and-set
+# and looked up by client_ref before any POST), so this can be short.
+ENQUEUE_GRACE = timedelta(minutes=1)
 # A chunk "sending" this long belongs to a worker that died mid-call.
 SENDING_LEASE = timedelta(minutes=5)
+# A batch whose chunks are still pending this long lost their tasks.
+STRANDED_AFTER = timedelta(minutes=5)
 
 
 def resubmit_stranded(*, now: Any = None, limit: int = 500) -> int:
     """Enqueue ``submit_run`` / ``submit_batch_chunk`` again for work nobody is doing.
 
-    Safe to run any time and as often as wanted: an attempt is claimed by compare-and-set,
-    and every attempt after the first looks the run up by ``client_ref`` before a POST.
-    Meant for the reconcile sweep and worker start.
+    A pending run is stranded when its submit lease ran out (the worker that claimed it
+    died, or its retry was never run) or, never claimed, when its first task has waited
+    longer than ``ENQUEUE_GRACE``. Safe to run any time and as often as wanted: an attempt is
+    claimed by compare-and-set, and every attempt after the first looks the run up by
+    ``client_ref`` before a POST. Run by the reconcile sweep and at worker start.
     """
     now = now or timezone.now()
-    runs = Run.objects.filter(
-        status=Status.PENDING,
-        runflow_id__isnull=True,
-        batch_chunk__isnull=True,
-        submit_attempts__lt=MAX_ATTEMPTS,
-        created_at__lt=now - STRANDED_AFTER,
-        deleted_at__isnull=True,
-    ).values_list("pk", flat=True)[:limit]
+    lease_over = Q(submit_due_at__lt=now) | Q(
+        submit_due_at__isnull=True, created_at__lt=now - ENQUEUE_GRACE
+    )
+    runs = (
+        Run.objects.filter(
+            lease_over,
+            status=Status.PENDING,
+            runflow_id__isnull=True,
+            batch_chunk__isnull=True,
+            # One more than the limit: the worker that died may have held the last attempt,
+            # and the extra one starts with a lookup, so it never sends a second run.
+            submit_attempts__lte=MAX_ATTEMPTS,
+            deleted_at__isnull=True,
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
     count = 0
     for run_id in runs:
-        submit_run.enqueue(run_id)
-        count += 1
+        # Renew the lease as we enqueue, by compare-and-set: a second sweep (another
+        # worker's, or the next cycle) then leaves the run to the task queued here.
+        renewed = Run.objects.filter(lease_over, pk=run_id, status=Status.PENDING).update(
+            submit_due_at=now + ENQUEUE_GRACE
+        )
+        if renewed:
+            submit_run.enqueue(run_id)
+            count += 1
     BatchChunk.objects.filter(state="sending", submitted_at__lt=now - SENDING_LEASE).update(
         state="retrying"
     )
