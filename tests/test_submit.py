@@ -151,7 +151,9 @@ def test_402_is_final_and_says_out_of_credit(member: Membership, fake_runflow: F
     run.refresh_from_db()
     assert run.status == Status.FAILED
     assert run.failure_code == "INSUFFICIENT_CREDIT"
-    assert "out of credit" in run.failure_message
+    # Said as our own budget refusals say it, with what to do next.
+    assert run.failure_message.startswith("Runflow refused the launch: the organisation is out")
+    assert "Top up the balance at Runflow" in run.failure_message
     assert fake_runflow.count("create run") == 1
 
 

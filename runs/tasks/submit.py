@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from runs.connection import ConnectionUnavailable
 from runs.models import Batch, BatchChunk, Run, Source, Status
+from runs.policy import out_of_credit
 from runs.runflow.client import RunflowClient
 from runs.runflow.errors import (
     Conflict,
@@ -221,9 +222,17 @@ def _reject_error(run: Run, error: RunflowError) -> None:
     if isinstance(error, ValidationFailed):
         _reject(run, error.code or "VALIDATION_FAILED", error.message, error.field_errors)
     elif isinstance(error, OutOfCredit):
-        _reject(run, error.code or "INSUFFICIENT_CREDIT", error.message)
+        _reject(run, error.code or "INSUFFICIENT_CREDIT", _failure_message(error))
     else:
         _reject(run, error.code or f"HTTP_{error.status or 'ERROR'}", error.message)
+
+
+def _failure_message(error: RunflowError) -> str:
+    """What the run page says: a 402 in the words of our own budget refusals, with
+    Runflow's detail; anything else in Runflow's words."""
+    if isinstance(error, OutOfCredit):
+        return out_of_credit(error.message).message
+    return error.message
 
 
 def _reject(
@@ -284,7 +293,7 @@ def _attempt_chunk(chunk_id: int) -> tuple[str, float]:
     except RunflowError as error:
         code = error.code or f"HTTP_{error.status or 'ERROR'}"
         errors = error.field_errors if isinstance(error, ValidationFailed) else None
-        _fail_chunk(chunk, runs, code, error.message, errors)
+        _fail_chunk(chunk, runs, code, _failure_message(error), errors)
         return DONE, 0
     _accept_chunk(chunk, runs, info)
     return DONE, 0
