@@ -6,7 +6,7 @@ of another team ("Other"); a superuser who belongs to no team.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -35,6 +35,18 @@ class Cast:
         if who is not None:
             client.force_login(getattr(self, who))
         return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Every test starts with an empty cache: sign-in throttles, circuit breakers, budget
+    counters and the reconcile marker live there, and one test's leftovers must not decide
+    another's outcome (the order of tests is not part of what they prove)."""
+    from django.core.cache import caches
+
+    for cache in caches.all():
+        cache.clear()
+    yield
 
 
 def make_user(username: str, **extra: object) -> AbstractUser:
