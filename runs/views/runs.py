@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HTMX_STOP_POLLING
+from django_htmx.http import HTMX_STOP_POLLING, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from runs.access import AuthedRequest, membership_for, run_for
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 LOG_LIMIT = 500  # lines rendered on a full page; older ones are counted, not shown
 DELIVERY_LIMIT = 20
 POLL_MS = 1500
+LIVE_ROWS_SECONDS = 2  # history rows in flight
+NEW_ROWS_SECONDS = 5  # a first page with nothing in flight, waiting for new runs
 
 
 class WorkspaceRequest(AuthedRequest):
@@ -79,11 +81,60 @@ def _history_runs(team: Team, user: Any) -> Any:
     )
 
 
-def _rows_url(team: Team, runs: list[Run]) -> str:
-    live = [str(run.uuid) for run in runs if needs_refresh(run, run.outputs.all())]
-    if not live:
-        return ""
-    return reverse("runs:run_rows", args=[team.uuid]) + "?" + urlencode([("ids", u) for u in live])
+def _live_ids(runs: list[Run]) -> list[str]:
+    return [str(run.uuid) for run in runs if needs_refresh(run, run.outputs.all())]
+
+
+def _rows_poll(
+    team: Team, live_ids: list[str], *, watch: HistoryFilters | None, top: str
+) -> dict[str, Any]:
+    """The history's one poll: the visible runs that may still change and, on the first
+    page (``watch`` set), runs matching the filters launched above ``top`` since.
+
+    The filters travel as hidden inputs inside the poller (``hx-include="this"``), not in
+    its ``hx-get``: what a person typed into the search box never lands in an hx- attribute.
+    """
+    query = [("ids", uuid) for uuid in live_ids]
+    if watch is not None:
+        query.append(("new", "1"))
+        if top:
+            query.append(("top", top))
+    url = reverse("runs:run_rows", args=[team.uuid]) + "?" + urlencode(query) if query else ""
+    return {
+        "rows_url": url,
+        "poll_filters": list(watch.params().items()) if watch is not None else [],
+        # Rows in flight change every few seconds; a page only waiting for new runs asks less.
+        "poll_seconds": LIVE_ROWS_SECONDS if live_ids else NEW_ROWS_SECONDS,
+    }
+
+
+def _history_context(
+    request: WorkspaceRequest,
+    membership: Membership,
+    filters: HistoryFilters,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    runs = filters.apply_to_runs(_history_runs(membership.team, request.user), request.user)
+    page = page_runs(membership.team, runs, after=after, before=before)
+    top = str(page.items[0].uuid) if page.items else ""
+    watch = filters if page.is_first else None
+    return {
+        "team": membership.team,
+        "membership": membership,
+        "filters": filters,
+        "page": page,
+        "runs": page.items,
+        **_rows_poll(membership.team, _live_ids(page.items), watch=watch, top=top),
+        "status_choices": STATUS_CHOICES,
+        "model_choices": model_choices(membership.team),
+        "members": membership.team.memberships.select_related("user").order_by("user__username"),
+        "filter_params": filters.params(),
+        # The export takes the history's own filters (not the page cursors): every run
+        # this view matches, in one file.
+        "export_query": urlencode(filters.params()),
+    }
 
 
 @login_required
@@ -91,42 +142,82 @@ def _rows_url(team: Team, runs: list[Run]) -> str:
 def run_list(request: WorkspaceRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team)
     filters = HistoryFilters.from_query(request.GET)
-    runs = filters.apply_to_runs(_history_runs(membership.team, request.user), request.user)
-    page = page_runs(
-        membership.team, runs, after=request.GET.get("after"), before=request.GET.get("before")
+    context = _history_context(
+        request,
+        membership,
+        filters,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
     )
-    context = {
-        "team": membership.team,
-        "membership": membership,
-        "filters": filters,
-        "page": page,
-        "runs": page.items,
-        "rows_url": _rows_url(membership.team, page.items),
-        "status_choices": STATUS_CHOICES,
-        "model_choices": model_choices(membership.team),
-        "members": membership.team.memberships.select_related("user").order_by("user__username"),
-        "filter_params": filters.params(),
-    }
     return render_region(request, "runs/run_list.html", "history", context)
 
 
 @login_required
 @require_GET
 def run_rows(request: WorkspaceRequest, team: UUID) -> HttpResponse:
-    """The history's one poll: fresh rows for the visible in-flight runs, as OOB swaps."""
+    """The history's one poll: fresh rows for the visible in-flight runs, as OOB swaps, and
+    on the first page the runs launched since (by anyone) to put at the top."""
     membership = membership_for(request, team)
     wanted = parse_uuids(request.GET.getlist("ids"), limit=100)
     runs = list(_history_runs(membership.team, request.user).filter(uuid__in=wanted))
     runs.sort(key=lambda run: (run.created_at, run.pk), reverse=True)
-    rows_url = _rows_url(membership.team, runs)
-    context = {"team": membership.team, "membership": membership, "runs": runs, "oob": True}
-    context["rows_url"] = rows_url
-    return render(
-        request,
-        "runs/run_list.html#rows",
-        context,
-        status=200 if rows_url else HTMX_STOP_POLLING,
+    watch = HistoryFilters.from_query(request.GET) if request.GET.get("new") == "1" else None
+    top = request.GET.get("top", "")
+    new_runs: list[Run] = []
+    if watch is not None and not top:
+        if _first_runs_arrived(request, membership, watch):
+            return _whole_history(request, membership, watch)
+    elif watch is not None:
+        new_runs = _runs_above(request, membership, watch, top)
+    poll = _rows_poll(
+        membership.team,
+        _live_ids(new_runs + runs),
+        watch=watch,
+        top=str(new_runs[0].uuid) if new_runs else top,
     )
+    context = {
+        "team": membership.team,
+        "membership": membership,
+        "runs": runs,
+        "new_runs": new_runs,
+        "oob": True,
+        **poll,
+    }
+    status = 200 if poll["rows_url"] else HTMX_STOP_POLLING
+    return render(request, "runs/run_list.html#rows", context, status=status)
+
+
+def _runs_above(
+    request: WorkspaceRequest, membership: Membership, filters: HistoryFilters, top: str
+) -> list[Run]:
+    """Runs newer than ``top`` (the first row on screen), the ones just above it first.
+
+    This is the history's own keyset page towards newer runs, so rows arrive without a gap
+    however many were launched meanwhile, and the page's "Older" cursor (its last row)
+    stays right. An unknown ``top`` (a run deleted since) brings nothing: page_runs would
+    answer the newest page, and rows already on screen would be shown twice.
+    """
+    anchor = parse_uuids([top], limit=1)
+    if not anchor or not Run.objects.filter(team=membership.team, uuid=anchor[0]).exists():
+        return []
+    runs = filters.apply_to_runs(_history_runs(membership.team, request.user), request.user)
+    return page_runs(membership.team, runs, before=top).items
+
+
+def _first_runs_arrived(
+    request: WorkspaceRequest, membership: Membership, filters: HistoryFilters
+) -> bool:
+    return filters.apply_to_runs(team_runs(membership.team), request.user).exists()
+
+
+def _whole_history(
+    request: WorkspaceRequest, membership: Membership, filters: HistoryFilters
+) -> HttpResponse:
+    """An empty history got its first runs: it has no table to add rows to, so the poll
+    replaces the whole region (with its table, pager and new poll)."""
+    context = _history_context(request, membership, filters)
+    response = render(request, "runs/run_list.html#history", context)
+    return reswap(retarget(response, "#history"), "outerHTML")
 
 
 # ---------------------------------------------------------------- the run page
