@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -298,6 +299,57 @@ def test_duplicate_chains_collapse_into_one(
     assert poll_run.call(run.pk) == "not due"
     assert len(runflow.requests) == 1
     assert len(enqueued(dummy_tasks, "poll_run")) == 1
+
+
+def test_a_run_ended_by_a_callback_during_a_failed_poll_is_not_re_armed(
+    cast: Cast, runflow: FakeRunflow, dummy_tasks: Any
+) -> None:
+    run = in_flight(cast)
+    runflow.fail_with = 503
+    real_handler = runflow.handler
+
+    def callback_lands_meanwhile(request: httpx.Request) -> httpx.Response:
+        Run.objects.filter(pk=run.pk).update(status=Status.SUCCEEDED, next_poll_at=None)
+        return real_handler(request)
+
+    runflow.handler = callback_lands_meanwhile  # type: ignore[method-assign]
+    assert poll_run.call(run.pk) == "upstream error"
+    assert enqueued(dummy_tasks, "poll_run") == []
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED and run.next_poll_at is None
+
+
+def test_polls_check_the_reconcile_cycle_at_most_once_a_minute(
+    cast: Cast, runflow: FakeRunflow, dummy_tasks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each re-arm used to take the cache's write lock to learn the cycle was alive."""
+    monkeypatch.setattr(polling, "_cycle_checked_at", None)
+    run = in_flight(cast)
+    runflow.add(RUNFLOW_ID, "running")
+
+    def poll_again() -> None:
+        cache.delete(CYCLE_KEY)  # as if the cycle had died
+        Run.objects.filter(pk=run.pk).update(next_poll_at=None)
+        poll_run.call(run.pk)
+
+    poll_again()
+    assert len(enqueued(dummy_tasks, "reconcile")) == 1
+    poll_again()
+    poll_again()
+    assert len(enqueued(dummy_tasks, "reconcile")) == 1  # checked a moment ago
+    assert len(enqueued(dummy_tasks, "poll_run")) == 3  # the chain itself went on
+    monkeypatch.setattr(polling, "_cycle_checked_at", time.monotonic() - 61)
+    poll_again()
+    assert len(enqueued(dummy_tasks, "reconcile")) == 2  # a minute later: restarted
+
+
+def test_upstream_budget_counts_each_call_in_its_window(settings: Any) -> None:
+    settings.RUNFLOW_CALLS_PER_MINUTE = 3
+    cache.clear()
+    assert [polling.take_upstream_budget(7) for _ in range(4)] == [True, True, True, False]
+    assert polling.take_upstream_budget(8) is True  # another team
+    cache.clear()  # the window's counter expired (or a new minute began)
+    assert polling.take_upstream_budget(7) is True
 
 
 # ---- reconcile ----

@@ -737,6 +737,42 @@ def test_closing_the_client_closes_its_connection_pool() -> None:
         client.health()
 
 
+def test_the_ca_bundle_is_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client is made per call (one per poll); loading the CA bundle for each cost more
+    than the request. Counted where the bundle is read, so a context built anywhere
+    (ours or one httpx would make for itself) counts."""
+    import ssl
+    import threading
+
+    from runs.runflow import client as client_module
+
+    loads: list[object] = []
+    real_load = ssl.SSLContext.load_verify_locations
+
+    def counting_load(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        real_load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting_load)
+    monkeypatch.setattr(client_module, "_ssl_context", None)  # as in a fresh process
+
+    def make_and_close() -> None:
+        with RunflowClient("https://api.runflow.io", KEY) as client:
+            assert client.base_url == "https://api.runflow.io"
+
+    threads = [threading.Thread(target=make_and_close) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for other_key in (KEY, "rf_live_AnotherKey0123456789"):
+        make_and_close()
+        RunflowClient("http://127.0.0.1:9", other_key).close()
+    assert len(loads) == 1
+    context = client_module.shared_ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
 # ---- backoff bounds (property tests) ----
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import ssl
+import threading
 import time
 import tomllib
 import uuid
@@ -66,6 +68,26 @@ UPLOAD_DEADLINE = 300.0  # a 50 MiB PUT on a slow link
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 # Errors that say the request itself is wrong: another try fails the same way.
 _BROKEN_REQUEST = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)
+
+
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one SSL context of this process, shared by every client.
+
+    Building one loads the whole CA bundle (~25 ms), which cost more than the request itself
+    when a client is made per call. A context holds only the trust store and TLS settings,
+    never a key or a session, so sharing it between clients, keys and threads is safe; the
+    lock makes two threads that start at once build one, not two.
+    """
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            # httpx's own default: certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR if set.
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
 
 
 @functools.cache
@@ -120,6 +142,7 @@ class RunflowClient:
             },
             timeout=timeout,
             transport=transport,
+            verify=shared_ssl_context(),
             # A redirect would be a misconfigured URL; following it could carry the key
             # somewhere else. It becomes a ProtocolError with advice instead.
             follow_redirects=False,

@@ -96,16 +96,17 @@ def poll_soon(run: Run) -> None:
     start_polling(run, delay=0)
 
 
-def _enqueue_poll(run_id: int, when: datetime) -> None:
+def _enqueue_poll(run_id: int, when: datetime, *, ensure_cycle: bool = True) -> None:
     if not poll_run.get_backend().supports_defer:
         # The immediate backend (tests) would poll inline, recursively; tests call
         # poll_run themselves instead.
         return
     poll_run.using(run_after=when).enqueue(run_id)
-    # Cheap (one cache add) and it restarts the reconcile cycle if it ever died.
-    from runs.worker import ensure_reconcile_cycle
+    if ensure_cycle:
+        # One cache add, and it restarts the reconcile cycle if it ever died.
+        from runs.worker import ensure_reconcile_cycle
 
-    ensure_reconcile_cycle()
+        ensure_reconcile_cycle()
 
 
 def poll_interval(run: Run, now: datetime) -> float:
@@ -142,7 +143,8 @@ def poll_run(run_id: int) -> str:
         _schedule_next(run, now, at_least=10)
         return "team over its upstream budget"
     result, retry_in = fetch_and_apply(run)
-    run.refresh_from_db()
+    # ``apply_report`` re-read the run; on the paths that did not reach it the status may be
+    # stale, which is harmless: ``_schedule_next`` only re-arms a run still in flight.
     if run.status in IN_FLIGHT:
         _schedule_next(run, timezone.now(), at_least=retry_in)
     return result
@@ -233,25 +235,49 @@ def _schedule_next(run: Run, now: datetime, *, at_least: float = 0.0) -> None:
     when = now + timedelta(seconds=interval)
     updated = Run.objects.filter(pk=run.pk, status__in=IN_FLIGHT).update(next_poll_at=when)
     if updated:
-        _enqueue_poll(run.pk, when)
+        _enqueue_poll(run.pk, when, ensure_cycle=_cycle_check_due())
+
+
+# When this process last made sure the reconcile cycle exists from a poll (monotonic seconds).
+_cycle_checked_at: float | None = None
+CYCLE_CHECK_EVERY = 60.0
+
+
+def _cycle_check_due() -> bool:
+    """True at most once a minute per process: a chain re-arming itself every 2.5 s need not
+    take the cache's write lock each time to learn that the cycle is still alive."""
+    global _cycle_checked_at
+    now = time.monotonic()
+    if _cycle_checked_at is not None and now - _cycle_checked_at < CYCLE_CHECK_EVERY:
+        return False
+    _cycle_checked_at = now
+    return True
 
 
 def take_upstream_budget(team_id: int) -> bool:
     """One upstream call of this team's per-minute budget; False when it is spent (T3).
 
     A fixed one-minute window in the shared cache (the database cache in production, so
-    every worker process counts against the same budget).
+    every worker process counts against the same budget). The window's counter exists for
+    all but the first call of a minute, so it is incremented first and created only when
+    missing (an ``add`` before every increment cost a write lock per poll).
     """
     limit = int(getattr(settings, "RUNFLOW_CALLS_PER_MINUTE", 120))
     window = int(time.time() // 60)
     key = f"runflow-calls:{team_id}:{window}"
-    cache.add(key, 0, timeout=120)
     try:
         used = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=120)
-        used = 1
+    except ValueError:  # the first call of this window (unless another worker just made it)
+        used = 1 if cache.add(key, 1, timeout=120) else _incr_or_start(key)
     return used <= limit
+
+
+def _incr_or_start(key: str) -> int:
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired in between: start the window again
+        cache.set(key, 1, timeout=120)
+        return 1
 
 
 # ---- "redeliver callback" (admins) ----
