@@ -120,25 +120,29 @@ def _process(delivery: Delivery) -> str:
         )
         return _finish(delivery, Outcome.INVALID, f"Not a callback envelope ({reasons})."[:1000])
     was_unmatched = delivery.outcome == Outcome.UNMATCHED
+    # What the envelope says is written with the outcome, in one UPDATE of the row at the
+    # end of this transaction (every path below ends in ``_finish``).
     delivery.event = envelope.event[:100]
     delivery.reported_status = (envelope.status or "")[:30]
     delivery.runflow_run_id = str(envelope.batch_id or envelope.run_id or "")
-    delivery.note = ""
-    delivery.save(update_fields=["event", "reported_status", "runflow_run_id", "note"])
     if envelope.is_batch:
         return _apply_batch(delivery, envelope)
     if envelope.event not in RUN_EVENTS:
-        return _finish(delivery, Outcome.IGNORED, f"Unknown event {envelope.event[:100]!r}.")
+        return _finish(
+            delivery, Outcome.IGNORED, f"Unknown event {envelope.event[:100]!r}.", parsed=True
+        )
     run = match_run(delivery.team_id, envelope.run_id, envelope.metadata)
     if run is None:
-        return _finish(delivery, Outcome.UNMATCHED, "No run of this team has this id (yet).")
-    outcome = apply_report(
-        run, Report.from_callback(envelope), source=Source.CALLBACK, delivery=delivery
-    )
+        return _finish(
+            delivery, Outcome.UNMATCHED, "No run of this team has this id (yet).", parsed=True
+        )
+    outcome = apply_report(run, Report.from_callback(envelope), source=Source.CALLBACK)
+    note = ""
     if was_unmatched:
         waited = (timezone.now() - delivery.received_at).total_seconds()
-        _note(delivery, f"Matched {waited:.0f} s after it arrived (it came before its run).")
-    return outcome
+        note = f"Matched {waited:.0f} s after it arrived (it came before its run)."
+    delivery.run = run
+    return _finish(delivery, outcome, note, parsed=True)
 
 
 def match_run(
@@ -227,8 +231,8 @@ def _apply_batch(delivery: Delivery, envelope: CallbackEnvelope) -> str:
     else:
         outcome = Outcome.IGNORED
     mark_batch_progress(chunk.batch_id)
-    Delivery.objects.filter(pk=delivery.pk).update(batch_id=chunk.batch_id)
-    return _finish(delivery, outcome, note)
+    delivery.batch_id = chunk.batch_id
+    return _finish(delivery, outcome, note, parsed=True)
 
 
 def _item_run(item: BatchItemInfo, runs: list[Run], team_id: int) -> Run | None:
@@ -291,13 +295,22 @@ def on_run_transition(run: Run) -> None:
 # ---- helpers ----
 
 
-def _note(delivery: Delivery, note: str) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(note=note)
-    delivery.note = note
+def _finish(delivery: Delivery, outcome: str, note: str = "", *, parsed: bool = False) -> str:
+    """Record the outcome; with ``parsed``, also what was read from the body (one UPDATE).
 
-
-def _finish(delivery: Delivery, outcome: str, note: str = "") -> str:
-    Delivery.objects.filter(pk=delivery.pk).update(outcome=outcome, note=note)
+    Without it only the outcome and note are written: the body could not be read, or held
+    values the database refused, so the parsed fields in memory must not be written.
+    """
+    changes: dict[str, Any] = {"outcome": outcome, "note": note}
+    if parsed:
+        changes.update(
+            event=delivery.event,
+            reported_status=delivery.reported_status,
+            runflow_run_id=delivery.runflow_run_id,
+            run_id=delivery.run_id,
+            batch_id=delivery.batch_id,
+        )
+    Delivery.objects.filter(pk=delivery.pk).update(**changes)
     delivery.outcome, delivery.note = outcome, note
     if outcome in (Outcome.INVALID, Outcome.IGNORED, Outcome.UNMATCHED):
         logger.info(

@@ -142,7 +142,7 @@ def apply_report(run: Run, report: Report, *, source: str, delivery: Delivery | 
     new_status = normalize_status(report.status)
     outcome: str
     with transaction.atomic():
-        if report.runflow_id:
+        if report.runflow_id and run.runflow_id is None:  # only ever set once
             _remember_runflow_id(run, report.runflow_id)
         merge_logs(run, report.logs)
         merge_node_runs(run, report.node_runs)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
@@ -162,6 +164,52 @@ def test_verified_callback_is_remembered_on_team_and_secret(acme: Team, run: Run
     acme.refresh_from_db()
     assert acme.last_verified_callback_at is not None
     assert CallbackSecret.objects.get(team=acme).last_verified_at is not None
+
+
+def stamp_writes(queries: list[dict[str, str]]) -> list[str]:
+    return [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith(('UPDATE "runs_team"', 'UPDATE "runs_callbacksecret"'))
+    ]
+
+
+def test_last_verified_times_are_written_at_most_once_a_minute(acme: Team, run: Run) -> None:
+    secret = CallbackSecret.objects.get(team=acme)
+    with CaptureQueriesContext(connection) as first:
+        post_callback(Client(), acme, BODY)
+    assert len(stamp_writes(first.captured_queries)) == 2
+    acme.refresh_from_db()
+    stamped = acme.last_verified_callback_at
+    with CaptureQueriesContext(connection) as again:
+        for _ in range(3):
+            assert post_callback(Client(), acme, BODY).status_code == 200
+    assert stamp_writes(again.captured_queries) == []
+    acme.refresh_from_db()
+    secret.refresh_from_db()
+    assert acme.last_verified_callback_at == stamped
+    assert secret.last_verified_at == stamped
+    # A minute later the next callback stamps both again.
+    earlier = timezone.now() - timedelta(seconds=61)
+    Team.objects.filter(pk=acme.pk).update(last_verified_callback_at=earlier)
+    CallbackSecret.objects.filter(pk=secret.pk).update(last_verified_at=earlier)
+    post_callback(Client(), acme, BODY)
+    acme.refresh_from_db()
+    secret.refresh_from_db()
+    assert stamped is not None and acme.last_verified_callback_at > stamped
+    assert secret.last_verified_at == acme.last_verified_callback_at
+
+
+def test_a_good_callback_right_after_a_bad_one_clears_the_warning(acme: Team, run: Run) -> None:
+    from runs.connection.callback_secrets import callback_health
+
+    post_callback(Client(), acme, BODY)
+    assert post_callback(Client(), acme, BODY, secret=OTHER_SECRET).status_code == 401
+    acme.refresh_from_db()
+    assert callback_health(acme)["bad_since_verified"]
+    post_callback(Client(), acme, BODY)  # within the minute, yet stamped at once
+    acme.refresh_from_db()
+    assert not callback_health(acme)["bad_since_verified"]
 
 
 # ---- W4, W5: POST only, bounded body ----

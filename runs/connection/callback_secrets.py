@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -35,6 +35,8 @@ MAX_ACTIVE = 2
 SECRET_RE = re.compile(r"whsec_[\x21-\x7e]{8,500}")
 # "Callbacks received and verified recently" on the connection page.
 RECENT = timedelta(days=1)
+# The "last verified" times are written at most this often (see record_verified_callback).
+STAMP_EVERY = timedelta(seconds=60)
 
 
 class SecretRefused(Exception):
@@ -72,13 +74,37 @@ def active_secret_values(team: Team) -> list[str]:
 
 
 def record_verified_callback(team: Team, secret: CallbackSecret | None = None) -> None:
-    """For the callback view: a callback of this team was verified (with ``secret``)."""
+    """For the callback view: a callback of this team was verified (with ``secret``).
+
+    The times are stamped at most once a ``STAMP_EVERY`` (the page shows them to the
+    minute): two writes per callback were most of the write-lock waits under load. The view
+    loaded both rows just now, so a fresh stamp costs no query at all; a stale one is
+    written by a conditional UPDATE, so concurrent callbacks stamp it once, not each.
+    """
     now = timezone.now()
-    Team.objects.filter(pk=team.pk).update(last_verified_callback_at=now)
-    team.last_verified_callback_at = now
-    if secret is not None:
-        CallbackSecret.objects.filter(pk=secret.pk).update(last_verified_at=now)
+    if _team_stamp_due(team, now):
+        Team.objects.filter(pk=team.pk).filter(
+            Q(last_verified_callback_at__isnull=True)
+            | Q(last_verified_callback_at__lt=now - STAMP_EVERY)
+            | Q(last_verified_callback_at__lte=F("last_bad_signature_at"))
+        ).update(last_verified_callback_at=now)
+        team.last_verified_callback_at = now
+    if secret is not None and _stale(secret.last_verified_at, now):
+        CallbackSecret.objects.filter(pk=secret.pk).filter(
+            Q(last_verified_at__isnull=True) | Q(last_verified_at__lt=now - STAMP_EVERY)
+        ).update(last_verified_at=now)
         secret.last_verified_at = now
+
+
+def _stale(stamp: datetime | None, now: datetime) -> bool:
+    return stamp is None or now - stamp > STAMP_EVERY
+
+
+def _team_stamp_due(team: Team, now: datetime) -> bool:
+    # A refused callback since the stamp makes the page warn "bad signatures since the last
+    # verified one": a good one now must lift that warning at once, not a minute later.
+    stamp, bad = team.last_verified_callback_at, team.last_bad_signature_at
+    return _stale(stamp, now) or (bad is not None and stamp is not None and bad >= stamp)
 
 
 def record_bad_signature(team: Team) -> None:
