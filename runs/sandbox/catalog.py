@@ -50,7 +50,32 @@ _NUM_IMAGES = field_(
     min=1,
     max=4,
 )
+_DURATION = field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS)
 _IMAGES_OUT = [output_("images", "image_list", "The generated images.")]
+_VIDEO_OUT = [output_("video", "video", "The generated clip (MP4).")]
+
+
+def _model(
+    *,
+    price: str,
+    kind: str = "image",
+    outputs: list[dict[str, Any]] = _IMAGES_OUT,
+    **spec: Any,
+) -> Spec:
+    """A catalog entry: a ``Spec`` priced by its label, as Runflow writes it ("$0.15 per image").
+
+    The amount and the unit the sandbox bills by are read from the label, so the two can't
+    disagree. Most models make images, so ``kind`` and ``outputs`` default to that.
+    """
+    amount, _, unit = price.removeprefix("$").partition(" per ")
+    return Spec(
+        price=Decimal(amount),
+        unit=unit,
+        price_label=price,
+        kind=kind,
+        outputs=outputs,
+        **spec,
+    )
 
 
 def _image_url(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
@@ -65,16 +90,13 @@ def _image_url(name: str, description: str, *, required: bool = True) -> dict[st
 
 
 MODELS: list[Spec] = [
-    Spec(
+    _model(
         model_id="google/nano-banana-pro",
         name="Nano Banana Pro",
         description="Google's highest-quality image model: sharp text rendering, faithful "
         "composition and up to 4K output from a text prompt.",
         category="text-to-image",
-        kind="image",
-        price=Decimal("0.15"),
-        unit="image",
-        price_label="$0.15 per image",
+        price="$0.15 per image",
         supports_batch=True,
         features=("Legible text in images", "Up to 4K", "Web-grounded generation"),
         inputs=[
@@ -103,7 +125,6 @@ MODELS: list[Spec] = [
                 choices=["1", "2", "3", "4", "5", "6"],
             ),
         ],
-        outputs=_IMAGES_OUT,
         examples=[
             {
                 "title": "Product on marble",
@@ -121,16 +142,13 @@ MODELS: list[Spec] = [
             },
         ],
     ),
-    Spec(
+    _model(
         model_id="google/nano-banana-pro/edit",
         name="Nano Banana Pro Edit",
         description="Edit one or more images with an instruction: remove objects, change "
         "colours, combine references.",
         category="image-to-image",
-        kind="image",
-        price=Decimal("0.15"),
-        unit="image",
-        price_label="$0.15 per image",
+        price="$0.15 per image",
         transform="edit",
         inputs=[
             {**_PROMPT, "description": "The edit to make, e.g. 'remove the price tag'."},
@@ -147,7 +165,6 @@ MODELS: list[Spec] = [
             _NUM_IMAGES,
             _OUTPUT_FORMAT,
         ],
-        outputs=_IMAGES_OUT,
         examples=[
             {
                 "title": "Remove a tag",
@@ -158,16 +175,13 @@ MODELS: list[Spec] = [
             }
         ],
     ),
-    Spec(
+    _model(
         model_id="black-forest-labs/flux-2-pro",
         name="FLUX.2 [pro]",
         description="Black Forest Labs' flagship text-to-image model with precise prompt "
         "following and exact sizes.",
         category="text-to-image",
-        kind="image",
-        price=Decimal("0.04"),
-        unit="image",
-        price_label="$0.04 per image",
+        price="$0.04 per image",
         supports_batch=True,
         features=("Exact pixel sizes", "Seeded, repeatable results"),
         inputs=[
@@ -212,7 +226,6 @@ MODELS: list[Spec] = [
             ),
             _OUTPUT_FORMAT,
         ],
-        outputs=_IMAGES_OUT,
         examples=[
             {
                 "title": "Studio portrait",
@@ -224,15 +237,12 @@ MODELS: list[Spec] = [
             }
         ],
     ),
-    Spec(
+    _model(
         model_id="recraft/v3",
         name="Recraft V3",
         description="Design-oriented images and illustrations in a chosen style and brand palette.",
         category="text-to-image",
-        kind="image",
-        price=Decimal("0.04"),
-        unit="image",
-        price_label="$0.04 per image",
+        price="$0.04 per image",
         supports_batch=True,
         inputs=[
             _PROMPT,
@@ -259,7 +269,6 @@ MODELS: list[Spec] = [
                 max_items=5,
             ),
         ],
-        outputs=_IMAGES_OUT,
         examples=[
             {
                 "title": "Flat icon",
@@ -271,21 +280,19 @@ MODELS: list[Spec] = [
             }
         ],
     ),
-    Spec(
+    _model(
         model_id="bytedance/seedance/2.0/fast/text-to-video",
         name="Seedance 2.0 Fast (text to video)",
         description="ByteDance's fast video model: short cinematic clips from a prompt, with "
         "optional generated audio.",
         category="text-to-video",
         kind="video",
-        price=Decimal("0.10"),
-        unit="second",
-        price_label="$0.10 per second",
+        price="$0.10 per second",
         running_steps=3,
         inputs=[
             _PROMPT,
             field_("aspect_ratio", "string", "Frame shape.", default="16:9", choices=VIDEO_RATIOS),
-            field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS),
+            _DURATION,
             field_(
                 "resolution",
                 "string",
@@ -295,7 +302,7 @@ MODELS: list[Spec] = [
             ),
             field_("generate_audio", "boolean", "Add a generated soundtrack.", default=False),
         ],
-        outputs=[output_("video", "video", "The generated clip (MP4).")],
+        outputs=_VIDEO_OUT,
         examples=[
             {
                 "title": "Drone over waves",
@@ -306,15 +313,13 @@ MODELS: list[Spec] = [
             }
         ],
     ),
-    Spec(
+    _model(
         model_id="bytedance/seedance/2.0/image-to-video",
         name="Seedance 2.0 (image to video)",
         description="Animate a still image into a short clip, optionally ending on a second image.",
         category="image-to-video",
         kind="video",
-        price=Decimal("0.25"),
-        unit="second",
-        price_label="$0.25 per second",
+        price="$0.25 per second",
         running_steps=4,
         inputs=[
             _image_url("image_url", "First frame: JPEG, PNG or WebP up to 30 MB."),
@@ -326,7 +331,7 @@ MODELS: list[Spec] = [
                 "validator_attrs": {"max_length": 50000},
             },
             _image_url("end_image_url", "Optional last frame.", required=False),
-            field_("duration", "string", "Clip length in seconds.", default="5", choices=DURATIONS),
+            _DURATION,
             field_(
                 "resolution",
                 "string",
@@ -335,17 +340,15 @@ MODELS: list[Spec] = [
                 choices=["480p", "720p", "1080p"],
             ),
         ],
-        outputs=[output_("video", "video", "The generated clip (MP4).")],
+        outputs=_VIDEO_OUT,
     ),
-    Spec(
+    _model(
         model_id="elevenlabs/sound-effects/v2",
         name="ElevenLabs Sound Effects",
         description="Sound effects and short ambiences from a text description.",
         category="text-to-audio",
         kind="audio",
-        price=Decimal("0.01"),
-        unit="second",
-        price_label="$0.01 per second",
+        price="$0.01 per second",
         inputs=[
             {**_PROMPT, "description": "The sound, e.g. 'rain on a tin roof'."},
             field_(
@@ -363,16 +366,13 @@ MODELS: list[Spec] = [
         ],
         outputs=[output_("audio", "audio", "The sound (WAV).")],
     ),
-    Spec(
+    _model(
         model_id="runflow/object-removal/prompt",
         name="Object Removal by Prompt",
         description="A Runflow solution: finds what you name, masks it, fills the hole and "
         "upscales the result, as four steps you can follow.",
         category="image-editing",
-        kind="image",
-        price=Decimal("0.08"),
-        unit="request",
-        price_label="$0.08 per request",
+        price="$0.08 per request",
         transform="remove",
         nodes=("detect", "mask", "inpaint", "upscale"),
         inputs=[
@@ -389,16 +389,13 @@ MODELS: list[Spec] = [
         ],
         outputs=[output_("image_urls", "image_list", "The cleaned image and the mask.")],
     ),
-    Spec(
+    _model(
         model_id="runflow/background-removal",
         name="Background Removal",
         description="Cut the subject out on a transparent background. Made for catalogues: "
         "send up to 100 images in one batch.",
         category="image-editing",
-        kind="image",
-        price=Decimal("0.02"),
-        unit="image",
-        price_label="$0.02 per image",
+        price="$0.02 per image",
         transform="cutout",
         supports_batch=True,
         inputs=[
@@ -413,15 +410,12 @@ MODELS: list[Spec] = [
         ],
         outputs=[output_("image", "image", "The cut-out subject.")],
     ),
-    Spec(
+    _model(
         model_id="topaz/upscale/image",
         name="Topaz Image Upscale",
         description="Upscale a photo 2x or 4x with detail recovery and optional face enhancement.",
         category="upscaling",
-        kind="image",
-        price=Decimal("0.05"),
-        unit="megapixel",
-        price_label="$0.05 per megapixel",
+        price="$0.05 per megapixel",
         transform="upscale",
         inputs=[
             _image_url("image_url", "The image to upscale."),
@@ -435,19 +429,15 @@ MODELS: list[Spec] = [
         ],
         outputs=[output_("image", "image", "The upscaled image.")],
     ),
-    Spec(
+    _model(
         model_id="black-forest-labs/flux-1.1-pro",
         name="FLUX1.1 [pro] (retired)",
         description="The previous FLUX generation, kept in the catalog but no longer "
         "accepting runs: use FLUX.2 [pro].",
         category="text-to-image",
-        kind="image",
-        price=Decimal("0.04"),
-        unit="image",
-        price_label="$0.04 per image",
+        price="$0.04 per image",
         available=False,
         inputs=[_PROMPT],
-        outputs=_IMAGES_OUT,
     ),
 ]
 
