@@ -48,6 +48,16 @@ class Tick:
     label: str
 
 
+def _ticks(
+    axis_max: float, step: float, fmt: Formatter, position: Callable[[float], float]
+) -> tuple[Tick, ...]:
+    """A labelled tick at every ``step`` from 0 to ``axis_max``; ``position`` maps a value
+    to its place on the axis in SVG units."""
+    return tuple(
+        Tick(_r(position(n * step)), fmt(n * step)) for n in range(round(axis_max / step) + 1)
+    )
+
+
 @dataclass(frozen=True)
 class Column:
     x: float
@@ -64,11 +74,17 @@ class Column:
 
 
 @dataclass(frozen=True)
-class ColumnChart:
+class _Chart:
+    """What every chart has: a title, a one-sentence description, a size in SVG units."""
+
     title: str
     description: str
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class ColumnChart(_Chart):
     left: int
     top: int
     right: int
@@ -117,10 +133,7 @@ def column_chart(
                 show_label=index % every == 0,
             )
         )
-    ticks = tuple(
-        Tick(_r(bottom - plot_h * (n * step) / axis_max), fmt(n * step))
-        for n in range(round(axis_max / step) + 1)
-    )
+    ticks = _ticks(axis_max, step, fmt, lambda value: bottom - plot_h * value / axis_max)
     total = sum(values)
     description = (
         f"{len(points)} columns from {points[0][0]} to {points[-1][0]}; "
@@ -148,20 +161,46 @@ class Bar:
 
 
 @dataclass(frozen=True)
-class BarChart:
-    title: str
-    description: str
-    width: int
-    height: int
+class _RowChart(_Chart):
+    """A chart of horizontal rows, each labelled to the left of ``plot_left``."""
+
     plot_left: int
     bar_height: int
-    bars: tuple[Bar, ...]
-    empty: bool
-    track_width: int = 0
 
     @property
     def label_x(self) -> int:
         return self.plot_left - 8
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Where the rows of a horizontal chart go: ``bar_h`` high, ``gap`` apart, labels left
+    of ``plot_left``, and each value written just past the end of its bar."""
+
+    bar_h: int
+    gap: int
+    plot_left: int
+
+    def top(self, index: int) -> int:
+        return index * (self.bar_h + self.gap) + 4
+
+    def text_y(self, index: int) -> float:
+        """The baseline that centres a line of text on the row's bar."""
+        return self.top(index) + self.bar_h / 2 + 5
+
+    def value_x(self, bar_width: float) -> float:
+        return _r(self.plot_left + bar_width + 6)
+
+    def height(self, count: int) -> int:
+        """Room for ``count`` rows, and for one when there are none (the "No data" chart)."""
+        return self.top(max(count, 1))
+
+
+@dataclass(frozen=True)
+class BarChart(_RowChart):
+    bars: tuple[Bar, ...]
+    empty: bool
+    track_width: int = 0
 
 
 def bar_chart(
@@ -175,28 +214,26 @@ def bar_chart(
 ) -> BarChart:
     """Horizontal bars, largest first as given (e.g. spend per model or per member)."""
     shown = list(rows)[:limit]
-    bar_h, gap, plot_left = 20, 8, 176
+    layout = _Rows(bar_h=20, gap=8, plot_left=176)
     value_room = 72
-    plot_w = width - plot_left - value_room
+    plot_w = width - layout.plot_left - value_room
     peak = max((float(v) for _, v in shown), default=0.0)
     bars = []
     for index, (label, value) in enumerate(shown):
         w = plot_w * float(value) / peak if peak > 0 else 0.0
-        y = index * (bar_h + gap) + 4
         bars.append(
             Bar(
-                y=y,
-                text_y=y + bar_h / 2 + 5,
+                y=layout.top(index),
+                text_y=layout.text_y(index),
                 label=label,
                 short_label=_short(label, 24),
                 width=_r(w),
                 value_label=fmt(float(value)),
-                value_x=_r(plot_left + w + 6),
+                value_x=layout.value_x(w),
                 title=f"{label}: {fmt(float(value))}",
                 tone=tones[index] if tones else "accent",
             )
         )
-    height = max(len(shown), 1) * (bar_h + gap) + 4
     rest = len(rows) - len(shown)
     description = (
         f"{len(shown)} bars; largest {shown[0][0]} at {fmt(peak)}"
@@ -205,8 +242,9 @@ def bar_chart(
         else "No data."
     )
     return BarChart(
-        title, description, width, height, plot_left, bar_h, tuple(bars), peak <= 0, plot_w
-    )
+        title, description, width, layout.height(len(shown)), layout.plot_left, layout.bar_h,
+        tuple(bars), peak <= 0, plot_w,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -225,13 +263,7 @@ class Range:
 
 
 @dataclass(frozen=True)
-class RangeChart:
-    title: str
-    description: str
-    width: int
-    height: int
-    plot_left: int
-    bar_height: int
+class RangeChart(_RowChart):
     rows: tuple[Range, ...]
     ticks: tuple[Tick, ...]
     axis_y: int
@@ -240,10 +272,6 @@ class RangeChart:
     @property
     def label_y(self) -> int:
         return self.axis_y + 16
-
-    @property
-    def label_x(self) -> int:
-        return self.plot_left - 8
 
 
 def range_chart(
@@ -256,34 +284,32 @@ def range_chart(
 ) -> RangeChart:
     """Typical and slow durations per row: a bar to the 90th percentile, a tick at the median."""
     shown = list(rows)[:limit]
-    bar_h, gap, plot_left, value_room = 18, 12, 220, 150
-    plot_w = width - plot_left - value_room
+    layout = _Rows(bar_h=18, gap=12, plot_left=220)
+    value_room = 150
+    plot_w = width - layout.plot_left - value_room
     peak = max((float(p90) for _, _, p90 in shown), default=0.0)
     axis_max, step = nice_scale(peak)
     out = []
     for index, (label, median, p90) in enumerate(shown):
-        y = index * (bar_h + gap) + 4
+        y = layout.top(index)
         w = plot_w * float(p90) / axis_max
         out.append(
             Range(
                 y=y,
-                text_y=y + bar_h / 2 + 5,
+                text_y=layout.text_y(index),
                 label=label,
                 short_label=_short(label),
                 p90_width=_r(w),
-                median_x=_r(plot_left + plot_w * float(median) / axis_max),
+                median_x=_r(layout.plot_left + plot_w * float(median) / axis_max),
                 marker_top=y - 3,
-                marker_bottom=y + bar_h + 3,
+                marker_bottom=y + layout.bar_h + 3,
                 value_label=f"{fmt(float(median))} · {fmt(float(p90))}",
-                value_x=_r(plot_left + w + 6),
+                value_x=layout.value_x(w),
                 title=f"{label}: median {fmt(float(median))}, 90% under {fmt(float(p90))}",
             )
         )
-    axis_y = max(len(shown), 1) * (bar_h + gap) + 4
-    ticks = tuple(
-        Tick(_r(plot_left + plot_w * (n * step) / axis_max), fmt(n * step))
-        for n in range(round(axis_max / step) + 1)
-    )
+    axis_y = layout.height(len(shown))
+    ticks = _ticks(axis_max, step, fmt, lambda value: layout.plot_left + plot_w * value / axis_max)
     description = (
         f"Median and 90th-percentile duration for {len(shown)} models; slowest 90th "
         f"percentile {fmt(peak)}."
@@ -291,7 +317,7 @@ def range_chart(
         else "No data."
     )
     return RangeChart(
-        title, description, width, axis_y + 22, plot_left, bar_h,
+        title, description, width, axis_y + 22, layout.plot_left, layout.bar_h,
         tuple(out), ticks, axis_y, empty=not shown,
     )  # fmt: skip
 
@@ -307,11 +333,7 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class StackChart:
-    title: str
-    description: str
-    width: int
-    height: int
+class StackChart(_Chart):
     segments: tuple[Segment, ...]
     empty: bool
 
