@@ -199,6 +199,45 @@ class Page[T]:
         return self.newer is None
 
 
+def _keyset_page[T: (Run, Output)](
+    items: QuerySet[T],
+    newest_first: tuple[str, ...],
+    newer: Q | None,
+    older: Q | None,
+    *,
+    before: str | None,
+    after: str | None,
+    size: int,
+) -> Page[T]:
+    """One page of ``items`` in ``newest_first`` order, cut at a cursor.
+
+    ``newer`` and ``older`` select the items on either side of the cursor's item (both None
+    when there is no usable cursor). A ``before`` cursor asks for the page just above it: the
+    database walks the index upward from the cursor, and the rows are turned back to newest
+    first. Otherwise the page starts just below the ``after`` cursor, or at the top.
+    """
+    if before and newer is not None:
+        oldest_first = [key[1:] if key.startswith("-") else f"-{key}" for key in newest_first]
+        rows = list(items.filter(newer).order_by(*oldest_first)[: size + 1])
+        has_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        return Page(
+            rows,
+            older=str(rows[-1].uuid) if rows else after,
+            newer=str(rows[0].uuid) if rows and has_newer else None,
+        )
+    if older is not None:
+        items = items.filter(older)
+    rows = list(items.order_by(*newest_first)[: size + 1])
+    has_older = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        rows,
+        older=str(rows[size - 1].uuid) if has_older else None,
+        newer=str(rows[0].uuid) if older is not None and rows else None,
+    )
+
+
 # ---------------------------------------------------------------- runs
 
 
@@ -226,29 +265,14 @@ def page_runs(
     The redundant ``created_at <=`` bound lets every database walk the (team, created_at,
     id) index from the cursor instead of filtering the whole team's history.
     """
-    anchor = _run_anchor(team, before) if before else _run_anchor(team, after)
-    if anchor is not None and before:
-        created, pk = anchor
-        newer = runs.filter(Q(created_at__gte=created), Q(created_at__gt=created) | Q(id__gt=pk))
-        rows = list(newer.order_by("created_at", "id")[: size + 1])
-        has_newer = len(rows) > size
-        rows = rows[:size][::-1]
-        return Page(
-            rows,
-            older=str(rows[-1].uuid) if rows else after,
-            newer=str(rows[0].uuid) if rows and has_newer else None,
-        )
+    anchor = _run_anchor(team, before or after)
+    newer = older = None
     if anchor is not None:
         created, pk = anchor
-        runs = runs.filter(Q(created_at__lte=created), Q(created_at__lt=created) | Q(id__lt=pk))
-    rows = list(runs.order_by("-created_at", "-id")[: size + 1])
-    has_older = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        rows,
-        older=str(rows[size - 1].uuid) if has_older else None,
-        newer=str(rows[0].uuid) if anchor is not None and rows else None,
-    )
+        newer = Q(created_at__gte=created) & (Q(created_at__gt=created) | Q(id__gt=pk))
+        older = Q(created_at__lte=created) & (Q(created_at__lt=created) | Q(id__lt=pk))
+    newest_first = ("-created_at", "-id")
+    return _keyset_page(runs, newest_first, newer, older, before=before, after=after, size=size)
 
 
 def with_star_flags(runs: QuerySet[Run], user: AbstractBaseUser | AnonymousUser) -> QuerySet[Run]:
@@ -340,38 +364,22 @@ def page_outputs(
     each run's outputs by key, stopping after one page, whatever the size of the team.
     """
     anchor = _output_anchor(team, before or after)
-    if anchor is not None and before:
-        created, run_pk, index = anchor
-        newer = outputs.filter(
-            Q(run__created_at__gte=created),
-            Q(run__created_at__gt=created)
-            | Q(run__created_at=created, run_id__gt=run_pk)
-            | Q(run_id=run_pk, index__lt=index),
-        )
-        rows = list(newer.order_by("run__created_at", "run_id", "-index")[: size + 1])
-        has_newer = len(rows) > size
-        rows = rows[:size][::-1]
-        return Page(
-            rows,
-            older=str(rows[-1].uuid) if rows else after,
-            newer=str(rows[0].uuid) if rows and has_newer else None,
-        )
+    newer = older = None
     if anchor is not None:
         created, run_pk, index = anchor
-        outputs = outputs.filter(
-            Q(run__created_at__lte=created),
+        newer = Q(run__created_at__gte=created) & (
+            Q(run__created_at__gt=created)
+            | Q(run__created_at=created, run_id__gt=run_pk)
+            | Q(run_id=run_pk, index__lt=index)
+        )
+        older = Q(run__created_at__lte=created) & (
             Q(run__created_at__lt=created)
             | Q(run__created_at=created, run_id__lt=run_pk)
-            | Q(run_id=run_pk, index__gt=index),
+            | Q(run_id=run_pk, index__gt=index)
         )
-    rows = list(outputs.order_by("-run__created_at", "-run_id", "index")[: size + 1])
-    has_older = len(rows) > size
-    rows = rows[:size]
-    return Page(
-        rows,
-        older=str(rows[size - 1].uuid) if has_older else None,
-        newer=str(rows[0].uuid) if anchor is not None and rows else None,
-    )
+    # Within a run, outputs keep their own order (index ascending).
+    newest_first = ("-run__created_at", "-run_id", "index")
+    return _keyset_page(outputs, newest_first, newer, older, before=before, after=after, size=size)
 
 
 def _output_anchor(team: Team, cursor: str | None) -> tuple[datetime, int, int] | None:
