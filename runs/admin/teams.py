@@ -164,10 +164,18 @@ class InvitationAdmin(ConsoleAdmin):
         return False  # made on the team page, where the link can be copied
 
 
-@admin.register(RunflowKey)
-class RunflowKeyAdmin(ReadOnlyAdmin):
-    """Write-only secrets (S4): the ``secret`` field is in no list, form, search or export."""
+class WriteOnlySecretAdmin(ReadOnlyAdmin):
+    """A team's write-only secret (S4): the ``secret`` field is in no list, form, search or
+    export. Subclasses name the fields around it, all read-only (``readonly_fields = fields``)."""
 
+    list_select_related = ("team",)
+
+    def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> tuple[str, ...]:
+        return ("secret",)
+
+
+@admin.register(RunflowKey)
+class RunflowKeyAdmin(WriteOnlySecretAdmin):
     list_display = (
         "label",
         "team",
@@ -178,7 +186,6 @@ class RunflowKeyAdmin(ReadOnlyAdmin):
         "revoked_at",
     )
     list_filter = (team_filter("team"), "is_default", "needs_reentry")
-    list_select_related = ("team",)
     search_fields = ("label", "team__name", "org_name")
     fields = (
         "uuid",
@@ -200,15 +207,11 @@ class RunflowKeyAdmin(ReadOnlyAdmin):
     readonly_fields = fields
     actions = (revoke_keys,)
 
-    def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> tuple[str, ...]:
-        return ("secret",)
-
 
 @admin.register(CallbackSecret)
-class CallbackSecretAdmin(ReadOnlyAdmin):
+class CallbackSecretAdmin(WriteOnlySecretAdmin):
     list_display = ("masked", "team", "runflow_id", "created_at", "last_verified_at", "retired_at")
     list_filter = (team_filter("team"),)
-    list_select_related = ("team",)
     search_fields = ("team__name", "runflow_id")
     fields = (
         "uuid",
@@ -224,9 +227,6 @@ class CallbackSecretAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = (retire_secrets,)
-
-    def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> tuple[str, ...]:
-        return ("secret",)
 
 
 @admin.register(ShareLink)
