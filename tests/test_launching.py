@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,10 +26,14 @@ MODEL = "acme/text-to-image"
 LAUNCHERS_ONLY = {**READ_EXPECTED, "viewer": 403}
 
 
-@pytest.fixture
-def ready(cast: Cast) -> Cast:
+def connected(cast: Cast) -> None:
     connect(cast.team)
     make_model(MODEL)
+
+
+@pytest.fixture
+def ready(cast: Cast) -> Cast:
+    connected(cast)
     return cast
 
 
@@ -140,36 +145,44 @@ def test_a_token_from_another_person_is_not_their_run(
     assert mine.uuid != token and Run.objects.get(created_by=ready.member).uuid == token
 
 
-def test_invalid_input_is_shown_again_with_messages_and_nothing_saved(
-    ready: Cast, fake_runflow: FakeRunflow, django_capture_on_commit_callbacks: Any
+def model_forbidden(cast: Cast) -> None:
+    connected(cast)
+    ModelPolicy.objects.create(team=cast.team, model_id=MODEL, allowed=False)
+
+
+def not_connected(cast: Cast) -> None:
+    make_model(MODEL)
+
+
+@pytest.mark.parametrize(
+    ("setup", "fields", "reason"),
+    [
+        pytest.param(connected, {"num_images": "9"}, "Must be at most 4.", id="invalid-input"),
+        pytest.param(model_forbidden, {}, "is not allowed in Acme", id="policy"),
+        pytest.param(not_connected, {}, "not connected to Runflow", id="not-connected"),
+    ],
+)
+def test_a_refused_launch_says_why_keeps_the_input_and_saves_nothing(
+    cast: Cast,
+    fake_runflow: FakeRunflow,
+    django_capture_on_commit_callbacks: Any,
+    setup: Callable[[Cast], None],
+    fields: dict[str, str],
+    reason: str,
 ) -> None:
+    setup(cast)
     response = post_launch(
-        ready.client_for("member"),
-        launch_url(ready),
+        cast.client_for("member"),
+        launch_url(cast),
         django_capture_on_commit_callbacks,
-        prompt="a quiet fox",
-        num_images="9",
+        prompt="a refused fox",
+        **fields,
     )
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Must be at most 4." in html
-    assert "a quiet fox" in html  # what was typed is still there
+    assert reason in html
+    assert "a refused fox" in html  # what was typed is still there
     assert not Run.objects.exists() and fake_runflow.requests == []
-
-
-def test_policy_refusal_keeps_the_input(
-    ready: Cast, fake_runflow: FakeRunflow, django_capture_on_commit_callbacks: Any
-) -> None:
-    ModelPolicy.objects.create(team=ready.team, model_id=MODEL, allowed=False)
-    response = post_launch(
-        ready.client_for("member"),
-        launch_url(ready),
-        django_capture_on_commit_callbacks,
-        prompt="a budget fox",
-    )
-    html = response.content.decode()
-    assert "is not allowed in Acme" in html and "a budget fox" in html
-    assert not Run.objects.exists()
 
 
 def test_costly_launch_asks_for_confirmation_first(
@@ -194,21 +207,6 @@ def test_costly_launch_asks_for_confirmation_first(
         confirmed="1",
     )
     assert response.status_code == 302 and Run.objects.count() == 1
-
-
-def test_an_unconnected_team_cannot_launch_and_keeps_its_input(
-    cast: Cast, django_capture_on_commit_callbacks: Any
-) -> None:
-    make_model(MODEL)
-    response = post_launch(
-        cast.client_for("member"),
-        launch_url(cast),
-        django_capture_on_commit_callbacks,
-        prompt="an offline fox",
-    )
-    html = response.content.decode()
-    assert "not connected to Runflow" in html and "an offline fox" in html
-    assert not Run.objects.exists()
 
 
 def test_a_model_not_in_the_catalog_takes_raw_json(
@@ -403,9 +401,11 @@ def on_sandbox(cast: Cast, sandbox_faults: Any, settings: Any, monkeypatch: Any)
     monkeypatch.setattr(connection_keys, "RunflowClient", client)
     monkeypatch.setattr("runs.tasks.submit.sleep", lambda seconds: None)
 
-    def connect_to(key: str) -> None:
+    def connect_new_key(marker: str = "") -> str:
+        """Connect the team with a fresh sandbox key (a fresh organization) and return it."""
         from runs.connection import connect_key, paste_secret
 
+        key = sandbox_faults.new_key(marker)
         connect_key(
             cast.team,
             label="Sandbox",
@@ -415,8 +415,9 @@ def on_sandbox(cast: Cast, sandbox_faults: Any, settings: Any, monkeypatch: Any)
             check=False,
         )
         paste_secret(cast.team, "whsec_SandboxTestSecret0123456789")
+        return key
 
-    return sandbox_faults, connect_to
+    return sandbox_faults, connect_new_key
 
 
 SANDBOX_MODEL = "google/nano-banana-pro"
@@ -441,9 +442,8 @@ def sandbox_launch(cast: Cast, capture: Any, token: uuid.UUID, **fields: Any) ->
 def test_sandbox_double_submit_makes_one_upstream_run(
     cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    sandbox, connect_to = on_sandbox
-    key = sandbox.new_key()
-    connect_to(key)
+    sandbox, connect_new_key = on_sandbox
+    key = connect_new_key()
     token = uuid.uuid4()
     first = sandbox_launch(cast, django_capture_on_commit_callbacks, token)
     second = sandbox_launch(cast, django_capture_on_commit_callbacks, token)
@@ -460,9 +460,8 @@ def test_sandbox_double_submit_makes_one_upstream_run(
 def test_sandbox_timeout_on_create_is_reconciled_not_duplicated(
     cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    sandbox, connect_to = on_sandbox
-    key = sandbox.new_key()
-    connect_to(key)
+    sandbox, connect_new_key = on_sandbox
+    key = connect_new_key()
     sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="warm up")
     sandbox.set_faults(hang={"seconds": 2, "next": 1})  # the run is made, the answer is late
     sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="a slow fox")
@@ -479,9 +478,8 @@ def test_sandbox_timeout_on_create_is_reconciled_not_duplicated(
 def test_sandbox_out_of_credit_is_shown_plainly(
     cast: Cast, on_sandbox: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    sandbox, connect_to = on_sandbox
-    key = sandbox.new_key("nocredit")
-    connect_to(key)
+    sandbox, connect_new_key = on_sandbox
+    key = connect_new_key("nocredit")
     sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="a poor fox")
     run = Run.objects.get()
     assert run.status == Status.FAILED and run.failure_code.startswith("INSUFFICIENT_CREDIT")
@@ -497,8 +495,8 @@ def test_sandbox_422_maps_back_to_the_field(
 ) -> None:
     from runs.models import RunflowModel
 
-    sandbox, connect_to = on_sandbox
-    connect_to(sandbox.new_key())
+    _, connect_new_key = on_sandbox
+    connect_new_key()
     sandbox_launch(cast, django_capture_on_commit_callbacks, uuid.uuid4(), prompt="warm up")
     # Our catalog is older than the model: it still lets a retired aspect ratio through.
     model = RunflowModel.objects.get(model_id=SANDBOX_MODEL)
