@@ -147,21 +147,30 @@ def _extend_lease(run: Run, length: timedelta) -> None:
 
 def _send_run(run: Run, attempt: int) -> tuple[Any, bool]:
     """The create answer, or the run an earlier attempt made (``True``: found, not created)."""
+    result: tuple[Any, bool] = _call_runflow(run, lambda client: _create_run(client, run, attempt))
+    return result
+
+
+def _call_runflow(owner: Run | Batch, send: Callable[[RunflowClient], Any]) -> Any:
+    """``send`` with the owner's client, telling the team's circuit breaker how it went.
+
+    No usable connection (no key, breaker open) is a retry later, never a failed run.
+    """
     try:
-        client = open_client(run)
+        client = open_client(owner)
     except ConnectionUnavailable as exc:
         raise _Retry(exc.message) from exc
     try:
         with client:
-            result = _create_run(client, run, attempt)
+            result = send(client)
     except RunflowError as error:
-        _health(run.team, error)
+        _health(owner.team, error)
         raise
     except _Retry as retry:
         if retry.error is not None:
-            _health(run.team, retry.error)
+            _health(owner.team, retry.error)
         raise
-    _health(run.team, None)
+    _health(owner.team, None)
     return result
 
 
@@ -300,23 +309,7 @@ def _attempt_chunk(chunk_id: int) -> tuple[str, float]:
 
 
 def _send_chunk(chunk: BatchChunk, runs: Sequence[Run], attempt: int) -> Any:
-    batch = chunk.batch
-    try:
-        client = open_client(batch)
-    except ConnectionUnavailable as exc:
-        raise _Retry(exc.message) from exc
-    try:
-        with client:
-            result = _create_batch(client, chunk, runs, attempt)
-    except RunflowError as error:
-        _health(batch.team, error)
-        raise
-    except _Retry as retry:
-        if retry.error is not None:
-            _health(batch.team, retry.error)
-        raise
-    _health(batch.team, None)
-    return result
+    return _call_runflow(chunk.batch, lambda client: _create_batch(client, chunk, runs, attempt))
 
 
 def _create_batch(
