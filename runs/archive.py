@@ -22,6 +22,7 @@ presigned URL is a bearer credential for the file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import ipaddress
@@ -218,10 +219,17 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Built once per process: each one loads the system's CA store, which cost more than a
+    # small download. Sharing a context between connections and threads is safe.
+    return ssl.create_default_context()
+
+
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
     def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
         super().__init__(host, port, address, timeout)
-        self._context = ssl.create_default_context()
+        self._context = _tls_context()
 
     def connect(self) -> None:
         super().connect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -327,3 +328,14 @@ def test_error_messages_never_contain_the_url(files: FileServer) -> None:
         download(files.url(f"/gone?{secret_query}"), timeout=5)
     assert "topsecret" not in str(caught.value)
     assert archive.USER_AGENT  # the downloader names itself
+
+
+def test_https_connections_share_one_tls_context() -> None:
+    # Each context loads the system's CA store; building one per download cost more than a
+    # small file's copy. Connections are made, never opened, so nothing is dialled.
+    from runs.archive import _PinnedHTTPSConnection
+
+    first = _PinnedHTTPSConnection("a.example.test", 443, "203.0.113.1", 5.0)
+    second = _PinnedHTTPSConnection("b.example.test", 443, "203.0.113.2", 5.0)
+    assert first._context is second._context
+    assert first._context.check_hostname and first._context.verify_mode == ssl.CERT_REQUIRED

@@ -192,6 +192,85 @@ def test_decompression_bomb_is_refused(cast: Cast, files: FileServer) -> None:
     assert "not a readable image" in output.archive_error
 
 
+def two_colour_image(size: tuple[int, int]) -> Image.Image:
+    """Red on the left half, blue on the right: a thumbnail must keep both where they were."""
+    image = Image.new("RGB", size, (220, 30, 30))
+    image.paste((30, 30, 220), (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
+def encoded(image: Image.Image, pil_format: str) -> bytes:
+    out = io.BytesIO()
+    image.save(out, pil_format, **({"quality": 90} if pil_format == "JPEG" else {}))
+    return out.getvalue()
+
+
+def archived_thumbnail(cast: Cast, files: FileServer, body: bytes, name: str) -> Output:
+    files.routes[f"/{name}"] = send(body, "application/octet-stream")
+    run = succeeded_run(cast, files.url(f"/{name}"))
+    assert archive_outputs.call(run.pk) == {ArchiveState.ARCHIVED: 1}
+    return Output.objects.get(run=run)
+
+
+@pytest.mark.parametrize("pil_format", ["JPEG", "PNG"])
+def test_thumbnail_is_made_from_the_one_decode_of_the_facts_step(
+    cast: Cast, files: FileServer, monkeypatch: pytest.MonkeyPatch, pil_format: str
+) -> None:
+    from PIL import ImageFile
+
+    decodes: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def counting_load(image: ImageFile.ImageFile) -> Any:
+        if image.tile:  # a load that decodes (a loaded image's load() is a no-op)
+            decodes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    body = encoded(two_colour_image((3000, 1500)), pil_format)
+    output = archived_thumbnail(cast, files, body, f"wide.{pil_format.lower()}")
+    # Facts are the real size, even where the JPEG was decoded at a fraction of it.
+    assert (output.width, output.height) == (3000, 1500)
+    assert len(decodes) == 1
+    if pil_format == "JPEG":
+        assert decodes[0][0] < 3000 and decodes[0][0] >= 1024  # decoded small, not tiny
+    monkeypatch.undo()
+    with default_storage.open(output.thumbnail.name) as thumb, Image.open(thumb) as image:
+        assert image.format == "WEBP" and image.size == (512, 256)
+        left, right = image.convert("RGB").getpixel((64, 128)), image.getpixel((448, 128))
+    assert left[0] > 180 and left[2] < 80  # type: ignore[index]
+    assert right[2] > 180 and right[0] < 80  # type: ignore[index]
+
+
+@pytest.mark.parametrize("pil_format", ["JPEG", "PNG"])
+@pytest.mark.parametrize("keep", [0.5, 0.98])
+def test_truncated_image_is_refused(
+    cast: Cast, files: FileServer, pil_format: str, keep: float
+) -> None:
+    body = encoded(two_colour_image((1600, 1200)), pil_format)
+    files.routes["/cut"] = send(body[: int(len(body) * keep)], "image/png")
+    run = succeeded_run(cast, files.url("/cut"))
+    archive_outputs.call(run.pk)
+    output = Output.objects.get(run=run)
+    assert output.archive_state == ArchiveState.REFUSED
+    assert "not a readable image" in output.archive_error
+    assert not output.file and not output.thumbnail
+
+
+@pytest.mark.parametrize(
+    "body", [b"\x89PNG\r\n\x1a\n" + b"\x00" * 4000, b"\xff\xd8\xff\xe0" + b"fake" * 1000]
+)
+def test_fake_image_with_a_real_signature_is_refused(
+    cast: Cast, files: FileServer, body: bytes
+) -> None:
+    files.routes["/fake"] = send(body, "image/png")
+    run = succeeded_run(cast, files.url("/fake"))
+    archive_outputs.call(run.pk)
+    output = Output.objects.get(run=run)
+    assert output.archive_state == ArchiveState.REFUSED
+    assert "not a readable image" in output.archive_error
+
+
 def test_success_enqueues_archiving_on_commit(
     cast: Cast, files: FileServer, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -25,7 +25,7 @@ from django.tasks import task
 from django.utils import timezone
 
 from runs.archive import ArchiveError, Downloaded, FetchFailed, LinkExpired, Refused, download
-from runs.mediainfo import Undecodable, describe, thumbnail
+from runs.mediainfo import Undecodable, describe_with_thumbnail
 from runs.models import ArchiveState, Output, OutputKind, Run
 
 logger = logging.getLogger(__name__)
@@ -104,10 +104,9 @@ def archive_output(output: Output) -> str:
 def _store(output: Output, downloaded: Downloaded) -> str:
     sniffed = downloaded.sniffed
     try:
-        facts = describe(downloaded.file, sniffed)
+        facts, thumb = describe_with_thumbnail(downloaded.file, sniffed)
     except Undecodable as exc:
         return _mark(output, ArchiveState.REFUSED, f"The file is not a readable image ({exc}).")
-    thumb = thumbnail(downloaded.file) if sniffed.kind == "image" else None
     field = Output._meta.get_field("file")
     name = field.generate_filename(output, f"{output.uuid}.{sniffed.extension}")  # type: ignore[attr-defined]
     file_name = _save(name, File(downloaded.file))
