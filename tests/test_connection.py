@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
 from runs.models import AuditEntry, CallbackSecret, RunflowKey
@@ -90,6 +91,7 @@ def test_another_teams_key_is_404(cast: Cast) -> None:
 def test_connecting_checks_the_key_and_shows_org_scopes_and_balance(
     cast: Cast, fake_runflow: FakeRunflow
 ) -> None:
+    cache.clear()  # no catalog sync of this endpoint claimed by an earlier test
     response = connect(cast.client_for("admin"), cast)
     page = response.content.decode()
     assert "Acme Studio" in page
@@ -102,7 +104,8 @@ def test_connecting_checks_the_key_and_shows_org_scopes_and_balance(
     assert key.scopes == ["runs:create", "runs:read", "credit_balance:read"]
     assert key.masked == "rf_live_…wxyz"
     assert key.secret.reveal() == GOOD_KEY
-    assert fake_runflow.routes == ["GET /v1/auth/me", "GET /v1/billing/balance"]
+    # The check, then the catalog sync that connecting asks for (tests run tasks at once).
+    assert fake_runflow.routes == ["GET /v1/auth/me", "GET /v1/billing/balance", "GET /v1/models"]
     assert fake_runflow.keys_sent == {GOOD_KEY}
     entry = AuditEntry.objects.get(action="connection.key_connected")
     assert entry.actor == cast.admin and entry.detail["key"] == "rf_live_…wxyz"

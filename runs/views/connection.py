@@ -8,9 +8,12 @@ render their value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -25,6 +28,14 @@ from runs.connection.callback_secrets import active_secrets, callback_health
 from runs.connection.keys import KeyCheck, missing_scopes, remembered_balance
 from runs.forms.connection import ConnectKeyForm, PasteSecretForm, ReenterKeyForm
 from runs.models import CallbackSecret, Membership, Role, RunflowKey
+from runs.tasks.catalog import request_sync
+
+# What the connection package raises when it will not (or cannot) do what was asked; each
+# carries a ``message`` written for the admin.
+REFUSALS = (connection.KeyRefused, connection.SecretRefused, connection.ConnectionUnavailable)
+
+Action = Callable[..., None]
+Save = Callable[[AuthedRequest, Membership, dict[str, Any]], None]
 
 
 @login_required
@@ -34,6 +45,31 @@ def connection_page(request: AuthedRequest, team: UUID) -> HttpResponse:
     return _render(request, membership)
 
 
+# ---------------------------------------------------------------- the page's two forms
+
+
+def _submit(
+    request: AuthedRequest,
+    membership: Membership,
+    form: forms.Form,
+    *,
+    slot: str,
+    refused_field: str,
+    save: Save,
+) -> HttpResponse:
+    """One of the page's forms: ``save`` the valid data (it adds its own messages), or show
+    the page again with the form's errors, a refusal under the field it is about."""
+    if form.is_valid():
+        try:
+            save(request, membership, form.cleaned_data)
+        except REFUSALS as error:
+            field = getattr(error, "field", refused_field)
+            form.add_error(field if field in form.fields else None, error.message)
+        else:
+            return redirect("runs:connection", membership.team.uuid)
+    return _render(request, membership, **{slot: form})
+
+
 @login_required
 @require_POST
 @sensitive_post_parameters("api_key")
@@ -41,101 +77,24 @@ def connection_page(request: AuthedRequest, team: UUID) -> HttpResponse:
 def key_add(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
     form = ConnectKeyForm(request.POST)
-    if form.is_valid():
-        try:
-            key, result = connection.connect_key(
-                membership.team,
-                label=form.cleaned_data["label"],
-                api_url=form.cleaned_data["api_url"],
-                plain=form.cleaned_data["api_key"],
-                actor=request.user,
-                make_default=form.cleaned_data["make_default"],
-            )
-        except connection.KeyRefused as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
-        else:
-            _report_check(request, f"Connected “{key.label}” ({key.masked})", result)
-            return redirect("runs:connection", team)
-    return _render(request, membership, key_form=form)
-
-
-@login_required
-@require_POST
-@sensitive_post_parameters("api_key")
-@sensitive_variables()
-def key_reenter(request: AuthedRequest, team: UUID, key: UUID) -> HttpResponse:
-    _, target = team_object(
-        request, team, RunflowKey.objects.filter(revoked_at__isnull=True), role=Role.ADMIN, uuid=key
+    return _submit(
+        request, membership, form, slot="key_form", refused_field="api_key", save=_connect
     )
-    form = ReenterKeyForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, " ".join(str(e) for e in form.errors.get("api_key", [])))
-    else:
-        try:
-            result = connection.reenter_key(
-                target, form.cleaned_data["api_key"], actor=request.user
-            )
-        except connection.KeyRefused as error:
-            messages.error(request, error.message)
-        else:
-            _report_check(request, f"“{target.label}” entered again ({target.masked})", result)
-    return redirect("runs:connection", team)
 
 
-@login_required
-@require_POST
-def key_check(request: AuthedRequest, team: UUID, key: UUID) -> HttpResponse:
-    _, target = team_object(
-        request, team, RunflowKey.objects.filter(revoked_at__isnull=True), role=Role.ADMIN, uuid=key
+def _connect(request: AuthedRequest, membership: Membership, data: dict[str, Any]) -> None:
+    key, result = connection.connect_key(
+        membership.team,
+        label=data["label"],
+        api_url=data["api_url"],
+        plain=data["api_key"],
+        actor=request.user,
+        make_default=data["make_default"],
     )
-    try:
-        result = connection.recheck_key(target)
-    except (connection.KeyRefused, connection.ConnectionUnavailable) as error:
-        messages.error(request, error.message)
-    else:
-        _report_check(request, f"“{target.label}” works", result)
-    return redirect("runs:connection", team)
-
-
-@login_required
-@require_POST
-def key_default(request: AuthedRequest, team: UUID, key: UUID) -> HttpResponse:
-    _, target = team_object(request, team, RunflowKey.objects.all(), role=Role.ADMIN, uuid=key)
-    try:
-        connection.set_default_key(target, actor=request.user)
-    except connection.KeyRefused as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"“{target.label}” is now the team's default key.")
-    return redirect("runs:connection", team)
-
-
-@login_required
-@require_POST
-def key_revoke(request: AuthedRequest, team: UUID, key: UUID) -> HttpResponse:
-    _, target = team_object(request, team, RunflowKey.objects.all(), role=Role.ADMIN, uuid=key)
-    successor = connection.revoke_key(target, actor=request.user)
-    messages.success(
-        request,
-        f"“{target.label}” is revoked here: the site will not use it again. Delete it in "
-        "Runflow's dashboard too if it should stop working everywhere.",
-    )
-    if successor is not None:
-        messages.info(request, f"“{successor.label}” is now the default key.")
-    return redirect("runs:connection", team)
-
-
-@login_required
-@require_POST
-def secret_create(request: AuthedRequest, team: UUID) -> HttpResponse:
-    membership = membership_for(request, team, role=Role.ADMIN)
-    try:
-        secret = connection.create_secret(membership.team, actor=request.user)
-    except connection.SecretRefused as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, f"Callback secret {secret.masked} created at Runflow and saved.")
-    return redirect("runs:connection", team)
+    _report_check(request, f"Connected “{key.label}” ({key.masked})", result)
+    # Fetch this endpoint's catalog now, so the Models page fills without waiting for the
+    # next scheduled sync (a sync already under way is not asked for twice).
+    request_sync(key.api_url, key)
 
 
 @login_required
@@ -145,36 +104,98 @@ def secret_create(request: AuthedRequest, team: UUID) -> HttpResponse:
 def secret_paste(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
     form = PasteSecretForm(request.POST)
-    if form.is_valid():
+    return _submit(
+        request, membership, form, slot="secret_form", refused_field="secret", save=_paste
+    )
+
+
+def _paste(request: AuthedRequest, membership: Membership, data: dict[str, Any]) -> None:
+    secret = connection.paste_secret(membership.team, data["secret"], actor=request.user)
+    messages.success(request, f"Callback secret {secret.masked} saved.")
+
+
+# ---------------------------------------------------------------- the page's buttons
+
+
+def connection_action(view: Action) -> Callable[..., HttpResponse]:
+    """A button on the connection page, POST only: the view does its one thing and says so
+    in a message; a refusal is shown instead; either way the admin is back on the page."""
+
+    @login_required
+    @require_POST
+    @wraps(view)
+    def action(request: AuthedRequest, team: UUID, **ids: UUID) -> HttpResponse:
         try:
-            secret = connection.paste_secret(
-                membership.team, form.cleaned_data["secret"], actor=request.user
-            )
-        except connection.SecretRefused as error:
-            form.add_error("secret", error.message)
-        else:
-            messages.success(request, f"Callback secret {secret.masked} saved.")
-            return redirect("runs:connection", team)
-    return _render(request, membership, secret_form=form)
+            view(request, team, **ids)
+        except REFUSALS as error:
+            messages.error(request, error.message)
+        return redirect("runs:connection", team)
+
+    return action
 
 
-@login_required
-@require_POST
-def secret_retire(request: AuthedRequest, team: UUID, secret: UUID) -> HttpResponse:
+def _key(request: AuthedRequest, team: UUID, key: UUID, *, active_only: bool) -> RunflowKey:
+    keys = RunflowKey.objects.filter(revoked_at__isnull=True) if active_only else RunflowKey.objects
+    return team_object(request, team, keys.all(), role=Role.ADMIN, uuid=key)[1]
+
+
+@connection_action
+@sensitive_post_parameters("api_key")
+@sensitive_variables()
+def key_reenter(request: AuthedRequest, team: UUID, key: UUID) -> None:
+    target = _key(request, team, key, active_only=True)
+    form = ReenterKeyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for e in form.errors.get("api_key", [])))
+        return
+    result = connection.reenter_key(target, form.cleaned_data["api_key"], actor=request.user)
+    _report_check(request, f"“{target.label}” entered again ({target.masked})", result)
+
+
+@connection_action
+def key_check(request: AuthedRequest, team: UUID, key: UUID) -> None:
+    target = _key(request, team, key, active_only=True)
+    _report_check(request, f"“{target.label}” works", connection.recheck_key(target))
+
+
+@connection_action
+def key_default(request: AuthedRequest, team: UUID, key: UUID) -> None:
+    target = _key(request, team, key, active_only=False)
+    connection.set_default_key(target, actor=request.user)
+    messages.success(request, f"“{target.label}” is now the team's default key.")
+
+
+@connection_action
+def key_revoke(request: AuthedRequest, team: UUID, key: UUID) -> None:
+    target = _key(request, team, key, active_only=False)
+    successor = connection.revoke_key(target, actor=request.user)
+    messages.success(
+        request,
+        f"“{target.label}” is revoked here: the site will not use it again. Delete it in "
+        "Runflow's dashboard too if it should stop working everywhere.",
+    )
+    if successor is not None:
+        messages.info(request, f"“{successor.label}” is now the default key.")
+
+
+@connection_action
+def secret_create(request: AuthedRequest, team: UUID) -> None:
+    membership = membership_for(request, team, role=Role.ADMIN)
+    secret = connection.create_secret(membership.team, actor=request.user)
+    messages.success(request, f"Callback secret {secret.masked} created at Runflow and saved.")
+
+
+@connection_action
+def secret_retire(request: AuthedRequest, team: UUID, secret: UUID) -> None:
     _, target = team_object(
         request, team, CallbackSecret.objects.all(), role=Role.ADMIN, uuid=secret
     )
-    try:
-        connection.retire_secret(target, actor=request.user)
-    except connection.SecretRefused as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(
-            request,
-            f"Secret {target.masked} retired: callbacks signed with it are refused from now on. "
-            "Delete it in Runflow's dashboard as well.",
-        )
-    return redirect("runs:connection", team)
+    connection.retire_secret(target, actor=request.user)
+    messages.success(
+        request,
+        f"Secret {target.masked} retired: callbacks signed with it are refused from now on. "
+        "Delete it in Runflow's dashboard as well.",
+    )
 
 
 def _report_check(request: AuthedRequest, what: str, result: KeyCheck) -> None:
@@ -186,13 +207,8 @@ def _report_check(request: AuthedRequest, what: str, result: KeyCheck) -> None:
         messages.warning(request, warning)
 
 
-def _render(
-    request: AuthedRequest,
-    membership: Membership,
-    *,
-    key_form: ConnectKeyForm | None = None,
-    secret_form: PasteSecretForm | None = None,
-) -> HttpResponse:
+def _render(request: AuthedRequest, membership: Membership, **bound: forms.Form) -> HttpResponse:
+    """The page; ``bound`` holds a form sent back with its errors (key_form, secret_form)."""
     team = membership.team
     keys = list(team.runflow_keys.filter(revoked_at__isnull=True).order_by("-is_default", "label"))
     for key in keys:
@@ -214,9 +230,9 @@ def _render(
         "breaker": breaker.state(team),
         "breaker_threshold": breaker.threshold(),
         "blocker": connection.launch_blocker(team),
-        "key_form": key_form or ConnectKeyForm(initial={"label": _next_label(keys)}),
+        "key_form": bound.get("key_form") or ConnectKeyForm(initial={"label": _next_label(keys)}),
         "reenter_form": ReenterKeyForm(),
-        "secret_form": secret_form or PasteSecretForm(),
+        "secret_form": bound.get("secret_form") or PasteSecretForm(),
         "max_secrets": 2,
     }
     return render(request, "teams/connection.html", context)
