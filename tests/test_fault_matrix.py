@@ -272,6 +272,9 @@ def _hold_write_lock(seconds: float) -> Callable[[Stack, list[str]], str]:
     return hold
 
 
+LOCK_WARNING = "the database is busy or unreachable (database is locked)"
+
+
 def test_held_sqlite_write_lock_within_the_busy_timeout(stack: Stack) -> None:
     """Another process holds the write lock while runs finish: everyone waits, then goes on."""
     measure = run_case(stack, "SQLite write lock held 2 s", during=_hold_write_lock(2.0))
@@ -279,24 +282,23 @@ def test_held_sqlite_write_lock_within_the_busy_timeout(stack: Stack) -> None:
     assert_targets(measure)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A write lock held past SQLITE_BUSY_TIMEOUT kills the task worker: django-tasks-db's "
-        "db_worker opens `exclusive_transaction` (BEGIN IMMEDIATE) outside the try that "
-        "tolerates 'database is locked' (db_worker.py Worker.run), so OperationalError ends "
-        "the process; `manage.py serve` then stops the whole site (runs/management/commands/"
-        "serve.py _supervise stops every child when one exits) instead of restarting it."
-    ),
-)
 def test_held_sqlite_write_lock_past_the_busy_timeout(stack: Stack) -> None:
+    """The lock outlasts the busy timeout: writers fail for a while, then everything goes on.
+
+    A plain ``db_worker`` dies when its claim meets the lock; ``manage.py worker`` logs a
+    warning, waits and claims again (runs/management/commands/worker.py). Whether the claim
+    meets the lock here depends on what the worker is doing when it is taken, so the note
+    says; tests/test_worker_command.py makes the claim meet it every time.
+    """
+    warned_before = stack.logs("worker-1").count(LOCK_WARNING)
     measure = run_case(stack, "SQLite write lock held 5 s", during=_hold_write_lock(5.0))
     survived = stack.alive("worker-1")
     if not survived:
-        measure.notes += "; the worker process died (restarted)"
-        stack.start_worker(1)
-    assert stack.alive("web-1")
+        stack.start_worker(1)  # so that the tests after this one still have a worker
+    waits = stack.logs("worker-1").count(LOCK_WARNING) - warned_before
+    measure.notes += f"; the worker waited out {waits} locked claim(s)"
     assert survived, "the task worker died of 'database is locked'"
+    assert stack.alive("web-1")
     assert_targets(measure)
 
 

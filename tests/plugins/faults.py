@@ -1,12 +1,13 @@
 """A real stack, process by process, for fault, scale-out and benchmark runs.
 
-``manage.py serve`` supervises its children and stops everything when one dies, which is
-right for a user and wrong for a test that kills processes on purpose. ``Stack`` starts the
-same parts itself, each in its own process group so each can be killed and restarted alone:
+``manage.py serve`` supervises its children and restarts one that dies, which is right for
+a user and wrong for a test that kills processes on purpose and decides itself when they come
+back. ``Stack`` starts the same parts itself, each in its own process group so each can be
+killed and restarted alone:
 
 - the Runflow sandbox (fast timings, its callbacks allowed only to this site);
 - ``web-N``: gunicorn processes serving ``runflow_site.wsgi`` (the production server);
-- ``worker-N``: ``manage.py db_worker`` task workers;
+- ``worker-N``: ``manage.py worker`` task workers (as ``serve`` runs them);
 - ``control``: one long-lived ``manage.py shell`` that runs Python sent over stdin against
   the same database, so a test can launch runs and read state in milliseconds instead of
   starting Django for every question.
@@ -173,7 +174,7 @@ class Stack:
         """A task worker; ``site_url`` is the callback base of the runs it submits."""
         name = f"worker-{number}"
         argv = [
-            sys.executable, "manage.py", "db_worker", "--interval", str(interval),
+            sys.executable, "manage.py", "worker", "--interval", str(interval),
             "--worker-id", f"{name}-{time.monotonic_ns()}",
         ]  # fmt: skip
         self._spawn(name, argv, {**self.env, "SITE_URL": site_url} if site_url else None)

@@ -1,8 +1,11 @@
 """``manage.py serve``: the whole site in one command.
 
-Migrates, then runs the production WSGI server (gunicorn), the task worker and, unless
-``--no-sandbox``, the local Runflow sandbox, each as its own process. Ctrl-C stops them all;
-if one of them dies, the others are stopped and the command says which one and why.
+Migrates, then runs the production WSGI server (gunicorn), the task worker
+(``manage.py worker``) and, unless ``--no-sandbox``, the local Runflow sandbox, each as its
+own process. Ctrl-C stops them all. A child that dies is started again after a short
+backoff, with a line on the console; only a child that keeps dying (``RESTART_LIMIT`` deaths
+within ``RESTART_WINDOW`` seconds, say a port already taken) makes the command stop them
+all, saying which one and why.
 """
 
 from __future__ import annotations
@@ -22,12 +25,29 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from runs.demo import ensure_demo
 
+RESTART_LIMIT = 5  # deaths of one child within RESTART_WINDOW before serve gives up
+RESTART_WINDOW = 60.0  # seconds
+RESTART_BACKOFF_FIRST = 0.5  # seconds before the first restart; doubles with each recent death
+RESTART_BACKOFF_MAX = 10.0
+
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    deaths: list[float] = field(default_factory=list)  # monotonic times, last window only
+    restart_at: float | None = None  # set while the child waits out its backoff
+
+    def recent_deaths(self, now: float) -> int:
+        self.deaths = [t for t in self.deaths if now - t < RESTART_WINDOW]
+        return len(self.deaths)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 class Command(BaseCommand):
@@ -60,12 +80,13 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
 
         children = self._children(options, sandbox, env)
-        self._start(children, env)
+        for child in children:
+            self._launch(child, env)
         login = None if options["no_demo"] else ensure_demo(sandbox=sandbox)
         # Worker start: one reconcile sweep now, then its periodic cycle (runs/worker.py).
         call_command("reconcile", stdout=io.StringIO())
         self._banner(env["SITE_URL"], login, sandbox)
-        sys.exit(self._supervise(children))
+        sys.exit(self._supervise(children, env))
 
     def _children(self, options: dict[str, Any], sandbox: bool, env: dict[str, str]) -> list[Child]:
         python = sys.executable
@@ -122,7 +143,7 @@ class Command(BaseCommand):
                     [
                         python,
                         manage,
-                        "db_worker",
+                        "worker",
                         "--interval",
                         "0.5",
                         "--worker-id",
@@ -132,13 +153,13 @@ class Command(BaseCommand):
             )
         return children
 
-    def _start(self, children: list[Child], env: dict[str, str]) -> None:
-        for child in children:
-            # Each child in its own process group, so Ctrl-C reaches us first and we stop
-            # the children in order instead of letting them race.
-            child.process = subprocess.Popen(  # noqa: S603 (our own fixed argv)
-                child.argv, env=env, cwd=settings.BASE_DIR, start_new_session=True
-            )
+    def _launch(self, child: Child, env: dict[str, str]) -> None:
+        # Each child in its own process group, so Ctrl-C reaches us first and we stop
+        # the children in order instead of letting them race.
+        child.process = subprocess.Popen(  # noqa: S603 (our own fixed argv)
+            child.argv, env=env, cwd=settings.BASE_DIR, start_new_session=True
+        )
+        child.restart_at = None
 
     def _banner(self, url: str, login: tuple[str, str | None] | None, sandbox: bool) -> None:
         self.stdout.write(self.style.SUCCESS(f"\n  runflow-site is up at {url}/\n"))
@@ -153,7 +174,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  Runflow sandbox: {settings.SANDBOX_URL} (the Demo team uses it)")
         self.stdout.write("  Press Ctrl-C to stop.\n")
 
-    def _supervise(self, children: list[Child]) -> int:
+    def _supervise(self, children: list[Child], env: dict[str, str]) -> int:
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
@@ -165,16 +186,50 @@ class Command(BaseCommand):
         exit_code = 0
         while not stopping:
             for child in children:
-                assert child.process is not None
-                code = child.process.poll()
-                if code is not None:
-                    self.stderr.write(
-                        self.style.ERROR(f"The {child.name} process stopped (exit code {code}).")
-                    )
+                if not self._tend(child, env):
                     exit_code = 1
                     stopping = True
                     break
             time.sleep(0.3)
+        self._stop_all(children)
+        return exit_code
+
+    def _tend(self, child: Child, env: dict[str, str]) -> bool:
+        """Restart ``child`` if it died and its backoff is over; False to give up."""
+        now = time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                self._launch(child, env)
+                assert child.process is not None
+                self.stdout.write(f"Restarted the {child.name} process (pid {child.process.pid}).")
+            return True
+        assert child.process is not None
+        code = child.process.poll()
+        if code is None:
+            return True
+        child.deaths.append(now)
+        deaths = child.recent_deaths(now)
+        if deaths >= RESTART_LIMIT:
+            self.stderr.write(
+                self.style.ERROR(
+                    f"The {child.name} process stopped ({describe_exit(code)}), {deaths} times "
+                    f"within {RESTART_WINDOW:g} s; giving up and stopping the site."
+                )
+            )
+            return False
+        # A child that dies again soon waits longer each time, so a crash loop does not
+        # spin; one that ran quietly for a minute starts again from the short delay.
+        delay = min(RESTART_BACKOFF_FIRST * 2 ** (deaths - 1), RESTART_BACKOFF_MAX)
+        child.restart_at = now + delay
+        self.stderr.write(
+            self.style.WARNING(
+                f"The {child.name} process stopped ({describe_exit(code)}); "
+                f"restarting it in {delay:g} s."
+            )
+        )
+        return True
+
+    def _stop_all(self, children: list[Child]) -> None:
         self.stdout.write("Stopping…")
         for child in reversed(children):
             if child.process and child.process.poll() is None:
@@ -188,4 +243,3 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 child.process.kill()
         self.stdout.write("Stopped.")
-        return exit_code
