@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import DecimalField, Sum, Value
+from django.db.models import DecimalField, Model, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -19,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from runs import retention
 from runs.access import AuthedRequest, membership_for, team_object
 from runs.forms.budgets import MemberBudgetForm, ModelPolicyForm, RetentionForm, TeamBudgetForm
-from runs.models import Membership, ModelPolicy, Role, Run, RunflowModel, record
+from runs.models import Membership, ModelPolicy, Role, Run, RunflowModel, Team, record
 from runs.pricing import format_usd
 from runs.tasks.upkeep import apply_retention, ensure_sweep_scheduled
 from runs.usage import month_spend, month_start
@@ -29,14 +31,69 @@ def _money(value: Decimal | None) -> str | None:
     return format_usd(value) if value is not None else None
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+# The settings each form changes, as its audit entry names them (``old_<name>`` and
+# ``new_<name>``): name -> (model field, how the value is written in the log).
+AuditedFields = dict[str, tuple[str, Callable[[Any], Any]]]
+TEAM_BUDGET: AuditedFields = {
+    "budget": ("monthly_budget", _money),
+    "threshold": ("confirm_threshold", _money),
+}
+MEMBER_BUDGET: AuditedFields = {"budget": ("monthly_budget", _money)}
+RETENTION: AuditedFields = {
+    "days": ("retention_days", _as_is),
+    "delete_runs": ("retention_delete_runs", _as_is),
+}
+
+
+def _shown(instance: Model, fields: AuditedFields) -> dict[str, Any]:
+    return {name: show(getattr(instance, attr)) for name, (attr, show) in fields.items()}
+
+
+def _save_audited(
+    request: AuthedRequest,
+    form: forms.ModelForm[Any],
+    *,
+    action: str,
+    team: Team,
+    fields: AuditedFields,
+    target: Callable[[Any], str],
+) -> Any | None:
+    """Validate and save a settings form with its audit entry (every field's old and new
+    value) in one transaction, so no change is ever without its record. None if invalid."""
+    # Taken first: validating already writes the new values onto the instance.
+    before = _shown(form.instance, fields)
+    if not form.is_valid():
+        return None
+    with transaction.atomic():
+        saved = form.save()
+        after = _shown(saved, fields)
+        changes = {}
+        for name in fields:
+            changes[f"old_{name}"], changes[f"new_{name}"] = before[name], after[name]
+        record(action, team=team, actor=request.user, target=target(saved), **changes)
+    return saved
+
+
 @login_required
 @require_GET
 def budgets_page(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
-    return render(request, "teams/budgets.html", _budgets_context(membership))
+    return _budgets_page(request, membership)
 
 
-def _budgets_context(membership: Membership, **forms: Any) -> dict[str, Any]:
+def _budgets_page(
+    request: AuthedRequest, membership: Membership, *, status: int = 200, **bound: Any
+) -> HttpResponse:
+    """The page; ``bound`` holds a form sent back with its errors (team_form, policy_form)."""
+    context = _budgets_context(membership, **bound)
+    return render(request, "teams/budgets.html", context, status=status)
+
+
+def _budgets_context(membership: Membership, **bound: Any) -> dict[str, Any]:
     team = membership.team
     spent_by_user = dict(
         Run.objects.filter(team=team, created_at__gte=month_start())
@@ -52,8 +109,8 @@ def _budgets_context(membership: Membership, **forms: Any) -> dict[str, Any]:
     return {
         "team": team,
         "membership": membership,
-        "team_form": forms.get("team_form") or TeamBudgetForm(instance=team),
-        "policy_form": forms.get("policy_form") or ModelPolicyForm(),
+        "team_form": bound.get("team_form") or TeamBudgetForm(instance=team),
+        "policy_form": bound.get("policy_form") or ModelPolicyForm(),
         "members": members,
         "policies": team.model_policies.order_by("model_id"),
         "catalog_ids": RunflowModel.objects.order_by("model_id")
@@ -68,23 +125,17 @@ def _budgets_context(membership: Membership, **forms: Any) -> dict[str, Any]:
 @require_POST
 def team_budget_save(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
-    old = (membership.team.monthly_budget, membership.team.confirm_threshold)
     form = TeamBudgetForm(request.POST, instance=membership.team)
-    if not form.is_valid():
-        context = _budgets_context(membership, team_form=form)
-        return render(request, "teams/budgets.html", context, status=400)
-    with transaction.atomic():
-        saved = form.save()
-        record(
-            "budget.team_changed",
-            team=saved,
-            actor=request.user,
-            target=saved.name,
-            old_budget=_money(old[0]),
-            new_budget=_money(saved.monthly_budget),
-            old_threshold=_money(old[1]),
-            new_threshold=_money(saved.confirm_threshold),
-        )
+    saved = _save_audited(
+        request,
+        form,
+        action="budget.team_changed",
+        team=membership.team,
+        fields=TEAM_BUDGET,
+        target=lambda saved: saved.name,
+    )
+    if saved is None:
+        return _budgets_page(request, membership, status=400, team_form=form)
     messages.success(request, "Team budget saved.")
     return redirect("runs:budgets", team)
 
@@ -95,22 +146,18 @@ def member_budget_save(request: AuthedRequest, team: UUID, member: UUID) -> Http
     admin, target = team_object(
         request, team, Membership.objects.select_related("user"), role=Role.ADMIN, uuid=member
     )
-    old = target.monthly_budget
-    form = MemberBudgetForm(request.POST, instance=target)
-    if not form.is_valid():
+    saved = _save_audited(
+        request,
+        MemberBudgetForm(request.POST, instance=target),
+        action="budget.member_changed",
+        team=admin.team,
+        fields=MEMBER_BUDGET,
+        target=lambda saved: saved.user.get_username(),
+    )
+    if saved is None:
         messages.error(request, "A budget is an amount of at least $0.00, or empty.")
-        return redirect("runs:budgets", team)
-    with transaction.atomic():
-        saved = form.save()
-        record(
-            "budget.member_changed",
-            team=admin.team,
-            actor=request.user,
-            target=saved.user.get_username(),
-            old_budget=_money(old),
-            new_budget=_money(saved.monthly_budget),
-        )
-    messages.success(request, f"Budget of {saved.user.get_username()} saved.")
+    else:
+        messages.success(request, f"Budget of {saved.user.get_username()} saved.")
     return redirect("runs:budgets", team)
 
 
@@ -120,8 +167,7 @@ def policy_save(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
     form = ModelPolicyForm(request.POST)
     if not form.is_valid():
-        context = _budgets_context(membership, policy_form=form)
-        return render(request, "teams/budgets.html", context, status=400)
+        return _budgets_page(request, membership, status=400, policy_form=form)
     data = form.cleaned_data
     with transaction.atomic():
         before = ModelPolicy.objects.filter(team=membership.team, model_id=data["model_id"]).first()
@@ -187,23 +233,18 @@ def retention_page(request: AuthedRequest, team: UUID) -> HttpResponse:
 @require_POST
 def retention_save(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
-    old = (membership.team.retention_days, membership.team.retention_delete_runs)
     form = RetentionForm(request.POST, instance=membership.team)
-    if not form.is_valid():
+    saved = _save_audited(
+        request,
+        form,
+        action="retention.changed",
+        team=membership.team,
+        fields=RETENTION,
+        target=lambda saved: f"{saved.retention_days} days" if saved.retention_days else "off",
+    )
+    if saved is None:
         context = {"team": membership.team, "membership": membership, "form": form, "plan": None}
         return render(request, "teams/retention.html", context, status=400)
-    with transaction.atomic():
-        saved = form.save()
-        record(
-            "retention.changed",
-            team=saved,
-            actor=request.user,
-            target=f"{saved.retention_days} days" if saved.retention_days else "off",
-            old_days=old[0],
-            new_days=saved.retention_days,
-            old_delete_runs=old[1],
-            new_delete_runs=saved.retention_delete_runs,
-        )
     if saved.retention_days:
         ensure_sweep_scheduled()
         messages.success(request, "Retention rule saved. Check the preview below.")
