@@ -9,7 +9,7 @@ a second cycle started anyway only makes a sweep run twice, which is harmless.
 
 Start it with ``manage.py reconcile`` (one sweep now, then the cycle): ``serve`` does so
 before it starts its workers, and a production deployment runs it once beside
-``manage.py db_worker`` (at deploy, or from the process manager before the workers).
+``manage.py worker`` (at deploy, or from the process manager before the workers).
 """
 
 from __future__ import annotations

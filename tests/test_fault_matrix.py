@@ -1,7 +1,7 @@
 """The fault matrix: every sandbox fault switch and the process faults, against a real stack.
 
 One stack for the module (``fault_stack`` in tests/plugins/faults.py): the sandbox, one
-gunicorn, one ``db_worker`` and a control shell, on a scratch SQLite database. For each fault
+gunicorn, one task ``worker`` and a control shell, on a scratch SQLite database. For each fault
 the test launches a few runs (one of them asks the sandbox to fail), then measures:
 
 - **right terminal state**: the share of runs that end as the sandbox decided (succeeded or

@@ -1,7 +1,7 @@
 """Scale-out proof: two web servers and two task workers on one PostgreSQL, under load.
 
 A scratch database is created (and dropped after) on the local PostgreSQL. The stack runs
-two gunicorn servers and two ``db_worker`` processes; each worker names a different web
+two gunicorn servers and two task ``worker`` processes; each worker names a different web
 server in the callback URLs of the runs it submits, so callbacks land on both. Forty runs
 are launched at once while the sandbox duplicates every callback three times, answers some
 creates with a 500 *after* creating the run, and fails some polls. Then the ledgers must
