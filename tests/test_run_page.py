@@ -7,6 +7,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,6 +16,7 @@ from runs.models import (
     Delivery,
     NodeRun,
     Outcome,
+    Output,
     Run,
     RunflowKey,
     RunLog,
@@ -239,6 +242,61 @@ def test_new_log_lines_are_appended_once(cast: Cast) -> None:
     assert "logs=3" in next_url
     again = client.get(next_url, **HTMX).content.decode()
     assert "beforeend" not in again
+
+
+def test_a_quiet_poll_loads_no_log_lines_nor_ledger_bodies(cast: Cast) -> None:
+    run = make_run(cast.team, cast.member, status=Status.RUNNING)
+    for n in range(30):
+        log(run, n)
+    NodeRun.objects.create(run=run, runflow_id="n1", node_id="upscale", state="running")
+    Delivery.objects.create(
+        team=cast.team, run=run, source=Source.POLL, outcome=Outcome.APPLIED, raw_body=b"{}"
+    )
+    client = cast.client_for("member")
+    url = poll_url(client.get(run_url(run)).content.decode())
+    with CaptureQueriesContext(connection) as queries:
+        quiet = client.get(url, **HTMX)
+    assert quiet.status_code == 200 and poll_url(quiet.content.decode()) == url
+    assert b"hx-swap-oob" not in quiet.content
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert '"runs_runlog"."message"' not in sql and '"raw_body"' not in sql
+
+
+def test_the_quiet_check_misses_no_change_of_any_region(cast: Cast) -> None:
+    run = make_run(cast.team, cast.member, status=Status.RUNNING)
+    step = NodeRun.objects.create(run=run, runflow_id="n1", node_id="upscale", state="running")
+    client = cast.client_for("member")
+    url = poll_url(client.get(run_url(run)).content.decode())
+
+    def regions_swapped() -> str:
+        nonlocal url
+        html = client.get(url, **HTMX).content.decode()
+        url = poll_url(html)
+        return " ".join(re.findall(r'id="(region-[a-z]+)"', html))
+
+    assert regions_swapped() == ""
+    NodeRun.objects.filter(pk=step.pk).update(state="succeeded", duration_ms=900)
+    assert regions_swapped() == "region-steps"
+    Delivery.objects.create(team=cast.team, run=run, source=Source.POLL, outcome=Outcome.LATE)
+    assert regions_swapped() == "region-deliveries"
+    output = add_output(run, archived=False)
+    assert regions_swapped() == "region-outputs"
+    Output.objects.filter(pk=output.pk).update(width=640)
+    assert regions_swapped() == "region-outputs"
+    assert regions_swapped() == ""
+
+
+def test_a_quiet_poll_still_stops_once_the_archive_watch_is_over(
+    cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run(cast.team, cast.member, completed_at=timezone.now())
+    add_output(run, archived=False)
+    client = cast.client_for("member")
+    url = poll_url(client.get(run_url(run)).content.decode())
+    assert client.get(url, **HTMX).status_code == 200
+    monkeypatch.setattr("runs.history.ARCHIVE_WATCH", timedelta(0))  # time passed, nothing else
+    stopped = client.get(url, **HTMX)
+    assert stopped.status_code == 286 and b"hx-get" not in stopped.content
 
 
 def test_polling_continues_after_success_until_outputs_are_copied(cast: Cast) -> None:
