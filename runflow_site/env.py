@@ -8,6 +8,7 @@ quietly run production in some other mode.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -34,14 +35,34 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    return _at_least(name, value, minimum)
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number.")
+    return _at_least(name, value, minimum)
+
+
+def _at_least[N: (int, float)](name: str, value: N, minimum: N | None) -> N:
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r} is below its minimum of {minimum}.")
+    return value
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

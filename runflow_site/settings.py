@@ -17,6 +17,7 @@ from django.utils.csp import CSP
 from runflow_site.env import (
     GeneratedSecrets,
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -238,6 +239,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 ARCHIVE_MAX_BYTES = env_int("ARCHIVE_MAX_BYTES", 512 * 1024 * 1024)
 LOGIN_ATTEMPTS_PER_WINDOW = env_int("LOGIN_ATTEMPTS_PER_WINDOW", 10)
+
+# The per-team circuit breaker (runs/connection/breaker.py): after THRESHOLD consecutive
+# upstream failures the team's calls to Runflow pause for SECONDS, doubling with each further
+# failure up to MAX_SECONDS; then one probe call may take PROBE_SECONDS before another caller
+# may try.
+RUNFLOW_BREAKER_THRESHOLD = env_int("RUNFLOW_BREAKER_THRESHOLD", 5, minimum=1)
+RUNFLOW_BREAKER_SECONDS = env_float("RUNFLOW_BREAKER_SECONDS", 30, minimum=0.1)
+RUNFLOW_BREAKER_MAX_SECONDS = env_float(
+    "RUNFLOW_BREAKER_MAX_SECONDS", 600, minimum=RUNFLOW_BREAKER_SECONDS
+)
+RUNFLOW_BREAKER_PROBE_SECONDS = env_float("RUNFLOW_BREAKER_PROBE_SECONDS", 60, minimum=1)
 
 CACHES = {
     "default": {
