@@ -130,11 +130,13 @@ def test_history_filters_and_live_row(live_site: LiveSite, seeded: dict, page: A
     assert page.locator(f"#run-{seeded['first']} img.thumb").count() == 2
     screenshot(page, "10-runs-history")
 
-    # The one poll refreshes the in-flight row in place once it finishes, then stops.
+    # The one poll refreshes the in-flight row in place once it finishes; then it only
+    # waits, slowly, for new runs (tests/e2e/test_history_live.py).
     live_site.shell(FINISH_FLYING.replace("{uuid}", seeded["flying"]))
     page.wait_for_selector(f"#run-{seeded['flying']} .badge--succeeded", timeout=10_000)
     wait_until(page, "!document.title.startsWith('(')")
-    assert page.locator("#history-poller[hx-trigger]").count() == 0
+    wait_until(page, "!document.querySelector('#history-poller[hx-get*=\"ids=\"]')")
+    assert page.locator("#history-poller[hx-trigger='every 5s']").count() == 1
 
     # Filters swap the list in place and live in the URL.
     page.select_option("#f-status", "failed")
