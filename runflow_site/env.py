@@ -11,6 +11,7 @@ import json
 import math
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -36,32 +37,32 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
-    return _at_least(name, value, minimum)
+    return _env_number(name, default, int, "a whole number", minimum)
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    return _env_number(name, default, _finite, "a finite number", minimum)
+
+
+def _finite(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):  # "inf" and "nan" parse, but mean no setting
+        raise ValueError(raw)
+    return value
+
+
+def _env_number[N: (int, float)](
+    name: str, default: N, parse: Callable[[str], N], kind: str, minimum: N | None
+) -> N:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
-    if not math.isfinite(value):
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number.")
-    return _at_least(name, value, minimum)
-
-
-def _at_least[N: (int, float)](name: str, value: N, minimum: N | None) -> N:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}.") from None
     if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value!r} is below its minimum of {minimum}.")
+        raise ImproperlyConfigured(f"{name}={raw!r} is below its minimum of {minimum}.")
     return value
 
 
