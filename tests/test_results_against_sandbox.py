@@ -207,3 +207,51 @@ def test_legacy_output_shape_from_the_sandbox_is_archived(live_site: LiveSite, f
     compare(live_site, state)
     for run in state.values():
         assert run["outputs"] and all(o[1] == "archived" for o in run["outputs"])
+
+
+DETAILS = """
+import json
+from runs.models import Run
+out = {}
+for run in Run.objects.filter(uuid__in=UUIDS):
+    out[str(run.uuid)] = {
+        "status": run.status,
+        "cost": str(run.cost) if run.cost is not None else None,
+        "logs": [log.message for log in run.logs.all()],
+        "steps": sorted({step.state for step in run.node_runs.all()}),
+        "sources": [d.source for d in run.deliveries.order_by("pk")],
+        "failure": run.failure_message,
+    }
+print(json.dumps(out))
+"""
+
+
+def test_runs_finished_by_callback_get_their_cost_logs_and_steps(
+    live_site: LiveSite, faults: Any
+) -> None:
+    # A callback carries no cost, logs or steps; the worker reads the run once more after it.
+    # Reads fail at first, so the callback is surely what ends the runs and the first
+    # read after it fails too: the read is tried again once Runflow answers.
+    faults(create_error={"status": 503, "routes": "read"})
+    uuids = launch(live_site, ["a quiet harbour", "a lighthouse [fail]"])
+    code = DETAILS.replace("UUIDS", repr(uuids))
+
+    def wait(until: Any, seconds: float) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while True:
+            state: dict[str, Any] = json.loads(live_site.shell(code).strip().splitlines()[-1])
+            if all(until(r) for r in state.values()) or time.monotonic() > deadline:
+                return state
+            time.sleep(1.0)
+
+    state = wait(lambda run: run["status"] in TERMINAL, 60)
+    assert all("callback" in run["sources"] for run in state.values()), state
+    faults(create_error=None)
+    state = wait(lambda run: run["cost"] is not None, 60)
+    ok, failed = (state[uuid] for uuid in uuids)
+    assert ok["status"] == "succeeded" and failed["status"] == "failed", state
+    for run in (ok, failed):
+        assert run["cost"] is not None, run
+        assert run["logs"], run
+        assert "running" not in run["steps"] and "queued" not in run["steps"], run
+    assert failed["failure"], failed
