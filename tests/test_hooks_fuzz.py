@@ -82,7 +82,8 @@ bodies = st.one_of(
 )
 signature_kinds = st.sampled_from(["good", "none", "junk", "other-team", "upper"])
 header_names = st.text(alphabet=string.ascii_letters + "-", min_size=1, max_size=20).filter(
-    lambda name: name.lower() not in {"content-length", "content-type", "runflow-signature"}
+    # Host is left out: Django refuses a bad one (400) before any view runs, signed or not.
+    lambda name: name.lower() not in {"content-length", "content-type", "runflow-signature", "host"}
 )
 header_values = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=255, blacklist_characters="\x7f"),
