@@ -168,3 +168,58 @@ def test_connect_sandbox_wires_the_team_and_is_idempotent(cast: Cast, on_sandbox
     connect_sandbox(cast.team, wait=5)
     assert RunflowKey.objects.filter(team=cast.team).count() == 1
     assert list(CallbackSecret.objects.filter(team=cast.team)) == [secret]
+
+
+def test_an_admin_cancels_a_run_with_the_teams_service_key(cast: Cast, on_sandbox: Sandbox) -> None:
+    from runs.launching import launch_run
+    from runs.models import Membership, Status
+    from runs.tasks.polling import fetch_and_apply
+    from runs.tasks.submit import submit_run
+
+    key = on_sandbox.new_key(admin=True)
+    connect_key(cast.team, label="Service", api_url=on_sandbox.url, plain=key, make_default=True)
+    admin = Membership.objects.get(team=cast.team, user=cast.admin)
+    run = launch_run(admin, MODEL, {"prompt": "a slow fox [slow]"})
+    submit_run.enqueue(run.pk)
+    run.refresh_from_db()
+    assert run.runflow_id is not None and run.is_in_flight
+    url = reverse("runs:cancel", args=[cast.team.uuid, run.uuid])
+    page = cast.client_for("admin").get(reverse("runs:run", args=[cast.team.uuid, run.uuid]))
+    assert url in page.content.decode()
+    answer = cast.client_for("admin").post(url, follow=True).content.decode()
+    assert "Cancel requested" in answer
+    fetch_and_apply(run)
+    run.refresh_from_db()
+    assert run.status == Status.CANCELED
+
+
+def test_cancel_is_not_offered_without_a_service_key_of_the_runs_organisation(
+    cast: Cast, on_sandbox: Sandbox
+) -> None:
+    from runs.launching import launch_run
+    from runs.models import Membership
+    from runs.tasks.submit import submit_run
+
+    connect_key(
+        cast.team,
+        label="Live",
+        api_url=on_sandbox.url,
+        plain=on_sandbox.new_key(),
+        make_default=True,
+    )
+    # A service key of another organisation cannot see, let alone cancel, this run.
+    connect_key(
+        cast.team, label="Other org", api_url=on_sandbox.url, plain=on_sandbox.new_key(admin=True)
+    )
+    admin = Membership.objects.get(team=cast.team, user=cast.admin)
+    run = launch_run(admin, MODEL, {"prompt": "a slow owl [slow]"})
+    submit_run.enqueue(run.pk)
+    run.refresh_from_db()
+    url = reverse("runs:cancel", args=[cast.team.uuid, run.uuid])
+    page = cast.client_for("admin").get(reverse("runs:run", args=[cast.team.uuid, run.uuid]))
+    html = page.content.decode()
+    assert url not in html and 'id="cancel-hint"' in html
+    answer = cast.client_for("admin").post(url, follow=True).content.decode()
+    assert "only with a service key" in answer
+    run.refresh_from_db()
+    assert run.is_in_flight

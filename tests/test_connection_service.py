@@ -250,7 +250,7 @@ def test_connect_sandbox_gives_a_key_and_a_secret_once(
     key = connect_sandbox(cast.team, wait=0)
     assert key is not None and key.is_default and key.api_url == "http://sandbox.test:8765"
     plain = key.secret.reveal()
-    assert plain.startswith("rf_live_demo") and len(plain) > 20
+    assert plain.startswith("rf_svc_demo") and len(plain) > 20
     assert key.org_name == "Acme Studio"
     assert active_secret_values(cast.team) == fake_runflow.secrets
     assert launch_blocker(cast.team) is None
@@ -292,7 +292,7 @@ def test_connect_sandbox_replaces_an_unreadable_demo_key(
     key = connect_sandbox(cast.team, wait=0)
     assert key is not None and key.pk == first.pk
     key.refresh_from_db()
-    assert not key.needs_reentry and key.secret.reveal().startswith("rf_live_demo")
+    assert not key.needs_reentry and key.secret.reveal().startswith("rf_svc_demo")
     assert launch_blocker(cast.team) is None
 
 

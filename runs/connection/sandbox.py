@@ -40,9 +40,11 @@ BOOT_WAIT = 15.0  # seconds: serve starts the sandbox a moment before calling en
 
 
 def _new_demo_key() -> str:
-    # The sandbox accepts any rf_live_ key made of letters and digits as its own org.
+    # The sandbox takes any rf_live_/rf_svc_ key of letters and digits as its own org. A
+    # service (admin) key, so that the demo's admins can try "Cancel run" too: Runflow
+    # cancels only through its admin route.
     alphabet = string.ascii_letters + string.digits
-    return "rf_live_demo" + "".join(secrets.choice(alphabet) for _ in range(20))
+    return "rf_svc_demo" + "".join(secrets.choice(alphabet) for _ in range(20))
 
 
 @sensitive_variables()

@@ -213,6 +213,23 @@ class Run(models.Model):
     def is_in_flight(self) -> bool:
         return self.status in IN_FLIGHT
 
+    def cancel_key(self) -> RunflowKey | None:
+        """The team's key that may cancel this run upstream, or None.
+
+        Runflow cancels only through its admin route, so it takes a service (``rf_svc_``)
+        key of the same organisation as the run: the run's own key when it is one, else
+        another active key of the team for the same endpoint and organisation.
+        """
+        own = self.key
+        if own is not None and own.is_active and own.is_admin_key:
+            return own
+        others = RunflowKey.objects.filter(
+            team_id=self.team_id, api_url=self.api_url, revoked_at__isnull=True
+        ).order_by("-is_default", "created_at")
+        if own is not None:
+            others = others.filter(org_id=own.org_id)
+        return next((key for key in others if key.is_admin_key), None)
+
     @property
     def prompt(self) -> str:
         """The text a person would call this run's prompt, for titles and lists."""

@@ -221,6 +221,11 @@ class RunflowKey(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
+    @property
+    def is_admin_key(self) -> bool:
+        """A service key (``rf_svc_``): the only kind Runflow's admin routes (cancel) accept."""
+        return self.masked.startswith("rf_svc_")
+
 
 class CallbackSecret(models.Model):
     """A ``whsec_`` secret that signs this team's callbacks. Two may verify during rotation."""

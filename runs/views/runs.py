@@ -464,6 +464,12 @@ def feedback(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
     return redirect("runs:run", membership.team.uuid, run_obj.uuid)
 
 
+NO_CANCEL_KEY = (
+    "Runflow cancels runs only with a service key (rf_svc_…) of the run's organisation. "
+    "A team admin can add one on the Runflow connection page."
+)
+
+
 @login_required
 @require_POST
 def cancel(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
@@ -473,18 +479,19 @@ def cancel(request: WorkspaceRequest, team: UUID, run: UUID) -> HttpResponse:
     if not run_obj.is_in_flight or run_obj.runflow_id is None:
         messages.warning(request, "Only a run that Runflow is working on can be canceled.")
         return back
+    key = run_obj.cancel_key()
+    if key is None:
+        messages.error(request, NO_CANCEL_KEY)
+        return back
     reason = f"Canceled from the site by {request.user.get_username()}"
     try:
-        with client_for_team(membership.team, key=run_key(run_obj)) as client:
+        with client_for_team(membership.team, key=key) as client:
             client.cancel_run(str(run_obj.runflow_id), reason=reason)
     except ConnectionUnavailable as exc:
         messages.error(request, f"Could not cancel: {exc.message}")
         return back
     except RunflowError as exc:
-        hint = ""
-        if exc.status == 403:
-            hint = " Cancelling needs an admin (rf_svc_) key on the connection page."
-        messages.error(request, f"Runflow did not cancel the run: {exc.message}{hint}")
+        messages.error(request, f"Runflow did not cancel the run: {exc.message}")
         return back
     messages.success(request, "Cancel requested. The run shows as canceled once Runflow confirms.")
     poll_soon(run_obj)

@@ -68,7 +68,7 @@ def test_the_demo_team_starts_connected_to_the_sandbox(live_site: LiveSite, page
     assert "Connected" in page.inner_text("#connection-link")  # type: ignore[attr-defined]
     page.click("#connection-link >> text=Manage")  # type: ignore[attr-defined]
     page.wait_for_selector("#keys")  # type: ignore[attr-defined]
-    assert "rf_live_…" in page.inner_text("#keys")  # type: ignore[attr-defined]
+    assert "rf_svc_…" in page.inner_text("#keys")  # type: ignore[attr-defined]
     assert "Ready." in page.inner_text("#status")  # type: ignore[attr-defined]
     assert "whsec_…" in page.inner_text("#callbacks")  # type: ignore[attr-defined]
 
