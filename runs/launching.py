@@ -364,12 +364,13 @@ class Progress:
     queued: int
     running: int
     succeeded: int
+    partial: int  # partly succeeded: some outputs, some errors
     failed: int
     canceled: int
 
     @property
     def done(self) -> int:
-        return self.succeeded + self.failed + self.canceled
+        return self.succeeded + self.partial + self.failed + self.canceled
 
     @property
     def is_finished(self) -> bool:
@@ -387,7 +388,8 @@ def progress(runs: Sequence[Run]) -> Progress:
         pending=statuses.count(Status.PENDING),
         queued=statuses.count(Status.QUEUED),
         running=statuses.count(Status.RUNNING) + statuses.count(Status.DISPATCHING),
-        succeeded=statuses.count(Status.SUCCEEDED) + statuses.count(Status.PARTIAL_SUCCEEDED),
+        succeeded=statuses.count(Status.SUCCEEDED),
+        partial=statuses.count(Status.PARTIAL_SUCCEEDED),
         failed=statuses.count(Status.FAILED),
         canceled=statuses.count(Status.CANCELED),
     )

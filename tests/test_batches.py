@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -14,8 +15,9 @@ from runs.models import Batch, Membership, Run, RunflowModel, Status
 from runs.transitions import Report, apply_report
 from tests.conftest import READ_EXPECTED, WRITE_EXPECTED, Cast, assert_access
 from tests.launch_support import FakeRunflow, connect, fake_runflow, make_model
+from tests.workspace_factories import add_output, media
 
-__all__ = ["fake_runflow"]
+__all__ = ["fake_runflow", "media"]
 
 pytestmark = pytest.mark.django_db
 
@@ -260,3 +262,50 @@ def test_a_finished_batch_keeps_refreshing_while_outputs_are_copied(
     assert client.get(url, headers={"HX-Request": "true"}).status_code == 200
     Output.objects.update(archive_state=ArchiveState.ARCHIVED)
     assert client.get(url, headers={"HX-Request": "true"}).status_code == 286
+
+
+def test_partly_succeeded_items_are_counted_on_their_own(ready: Cast, batch: Batch) -> None:
+    runs = list(batch.runs.order_by("batch_index"))
+    finish(runs[0], "succeeded")
+    finish(runs[1], "partial_succeeded")
+    finish(runs[2], "failed")
+    counts = progress(latest_runs(batch))
+    assert (counts.succeeded, counts.partial, counts.failed) == (1, 1, 1)
+    assert counts.is_finished and counts.done == 3
+    url = reverse("runs:batch", args=[ready.team.uuid, batch.uuid])
+    html = ready.client_for("viewer").get(url).content.decode()
+    for name in ("succeeded", "partial", "failed"):
+        assert f'data-count="{name}">1<' in html
+
+
+def test_retry_button_comes_with_the_refreshed_region(ready: Cast, batch: Batch) -> None:
+    """The region the page refreshes carries the button, so it shows without a reload."""
+    runs = list(batch.runs.order_by("batch_index"))
+    url = reverse("runs:batch", args=[ready.team.uuid, batch.uuid])
+    member = ready.client_for("member")
+    before = member.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "Retry failed items only" not in before
+    finish(runs[0], "failed")  # the other two are still on their way: the page still polls
+    after = member.get(url, headers={"HX-Request": "true"})
+    assert after.status_code == 200 and 'hx-trigger="every 2s"' in after.content.decode()
+    assert 'id="batch-retry"' in after.content.decode()
+    viewer = ready.client_for("viewer").get(url, headers={"HX-Request": "true"})
+    assert "Retry failed items only" not in viewer.content.decode()
+
+
+@pytest.mark.usefixtures("media")
+def test_contact_sheet_pictures_load_and_are_never_a_video(ready: Cast, batch: Batch) -> None:
+    runs = list(batch.runs.order_by("batch_index"))
+    plain = add_output(runs[0], 0)  # an image copied without a thumbnail
+    video = add_output(runs[1], 0, kind="video", content_type="video/mp4", name="a.mp4")
+    thumbed = add_output(runs[2], 0, thumbnail=True)
+    url = reverse("runs:batch", args=[ready.team.uuid, batch.uuid])
+    client = ready.client_for("viewer")
+    html = client.get(url).content.decode()
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert sources == [
+        reverse("runs:output_file", args=[ready.team.uuid, plain.uuid]),
+        reverse("runs:output_thumb", args=[ready.team.uuid, thumbed.uuid]),
+    ]
+    assert str(video.uuid) not in html
+    assert all(client.get(source).status_code == 200 for source in sources)

@@ -7,6 +7,7 @@ import re
 import uuid
 import zipfile
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,57 @@ def test_zip_create_by_get_builds_nothing(cast: Cast) -> None:
     response = cast.client_for("member").get(create, {"outputs": str(output.uuid)})
     assert response.status_code == 200
     assert not (Path(settings.MEDIA_ROOT) / "zips").exists()
+
+
+def test_captions_join_only_the_facts_there_are(cast: Cast) -> None:
+    run = make_run(cast.team, cast.member)
+    add_output(run, 0, kind="audio", content_type="audio/mpeg", name="a.mp3", duration=3.0)
+    add_output(run, 1)  # an image of 6 by 4 pixels, no duration
+    html = cast.client_for("member").get(gallery_url(cast)).content.decode()
+    facts = re.findall(r'class="muted small tile__facts">([^<]*)<', html)
+    assert len(facts) == 2
+    audio, picture = sorted(facts)  # the duration ("3.0 s") sorts before the size ("6")
+    assert re.fullmatch(r"3\.0 s · \d+ B", audio.replace("\xa0", " ")), audio
+    assert re.fullmatch(r"6×4 · \d+ B", picture.replace("\xa0", " ")), picture
+
+
+def back_button(html: str) -> tuple[str, str]:
+    """The (href, label) of the ZIP page's back button."""
+    found = re.search(r'<div class="actions"><a class="button" href="([^"]+)">([^<]+)</a>', html)
+    assert found is not None
+    return found.group(1), found.group(2)
+
+
+def test_zip_pages_lead_back_to_where_the_files_were_picked(cast: Cast) -> None:
+    run = make_run(cast.team, cast.member)
+    outputs = [str(add_output(run, i).uuid) for i in range(2)]
+    other = make_run(cast.team, cast.member)
+    add_output(other, 0)
+    client = cast.client_for("member")
+    create = reverse("runs:zip_create", args=[cast.team.uuid])
+    run_url = reverse("runs:run", args=[cast.team.uuid, run.uuid])
+
+    # "Download all" on the run page: both the confirmation and the progress page lead back.
+    run_page = client.get(run_url).content.decode()
+    link = re.search(r'href="([^"]*/downloads/new/[^"]*)">Download all<', run_page)
+    assert link is not None
+    confirm = client.get(unescape(link.group(1))).content.decode()
+    assert back_button(confirm) == (run_url, "Back to the run")
+    origin = re.search(r'name="from" value="([^"]+)"', confirm)
+    assert origin is not None
+    started = client.post(create, {"outputs": outputs, "from": origin.group(1)})
+    assert started.status_code == 302
+    assert back_button(client.get(started["Location"]).content.decode()) == (
+        run_url,
+        "Back to the run",
+    )
+
+    # Runs ticked in the run list, files ticked in the gallery.
+    several = client.get(create, {"runs": [str(run.uuid), str(other.uuid)]}).content.decode()
+    assert back_button(several) == (reverse("runs:team", args=[cast.team.uuid]), "Back to the runs")
+    picked = client.get(create, {"outputs": outputs}).content.decode()
+    assert back_button(picked) == (gallery_url(cast), "Back to the gallery")
+    # Anything else leads to the gallery: the page never links out of the team.
+    for junk in ("https://evil.example/", "run:not-a-uuid", "//evil.example"):
+        html = client.get(create, {"outputs": outputs, "from": junk}).content.decode()
+        assert back_button(html) == (gallery_url(cast), "Back to the gallery"), junk

@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -31,7 +31,7 @@ from runs.launching import (
     progress,
     retry_failed,
 )
-from runs.models import ArchiveState, Batch, Membership, Role, Run
+from runs.models import ArchiveState, Batch, Membership, OutputKind, Role, Run
 from runs.pricing import format_usd
 from runs.uploads import UploadFailed, send_uploads
 from runs.views.catalog import HtmxRequest
@@ -146,12 +146,17 @@ class Item:
 
 
 def _thumb(team_uuid: UUID, run: Run) -> str:
+    """The first picture of the run's outputs: a thumbnail, or an image file without one.
+
+    A video or audio file has no thumbnail and is no picture, so it never goes in an <img>.
+    """
     for output in run.outputs.all():
-        if output.thumbnail or output.file:
-            try:
-                return reverse("runs:output_thumb", args=[team_uuid, output.uuid])
-            except NoReverseMatch:
-                return ""
+        if output.archive_state != ArchiveState.ARCHIVED:
+            continue
+        if output.thumbnail:
+            return reverse("runs:output_thumb", args=[team_uuid, output.uuid])
+        if output.kind == OutputKind.IMAGE and output.file:
+            return reverse("runs:output_file", args=[team_uuid, output.uuid])
     return ""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib import messages
@@ -10,7 +11,9 @@ from django.core.files.storage import default_storage
 from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HTMX_STOP_POLLING
@@ -67,6 +70,38 @@ def selected_outputs(team: Team, query: QueryDict) -> list[Output]:
     return list(chosen[:ZIP_MAX_FILES])
 
 
+@dataclass(frozen=True)
+class BackLink:
+    """Where the ZIP pages lead back to: the page the files were picked on."""
+
+    origin: str  # "run:<uuid>", "runs" or "gallery", carried through the form and redirect
+    url: str
+    label: str
+
+
+def zip_origin(query: QueryDict) -> str:
+    """The page a ZIP was asked from. The run page says so (``from=run:<uuid>``); otherwise
+    ticked runs come from the run list and ticked files from the gallery."""
+    given = query.get("from", "")
+    if given:
+        return given
+    return "runs" if query.getlist("runs") else "gallery"
+
+
+def back_link(team: Team, origin: str) -> BackLink:
+    """The link for ``origin``; anything unknown goes back to the gallery (never an open
+    redirect: only these three pages of the team can come out)."""
+    kind, _, value = origin.partition(":")
+    if kind == "run":
+        run = parse_uuids([value], 1)
+        if run:
+            url = reverse("runs:run", args=[team.uuid, run[0]])
+            return BackLink(f"run:{run[0]}", url, "Back to the run")
+    if kind == "runs":
+        return BackLink("runs", reverse("runs:team", args=[team.uuid]), "Back to the runs")
+    return BackLink("gallery", reverse("runs:gallery", args=[team.uuid]), "Back to the gallery")
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def zip_create(request: WorkspaceRequest, team: UUID) -> HttpResponse:
@@ -75,18 +110,23 @@ def zip_create(request: WorkspaceRequest, team: UUID) -> HttpResponse:
     Reading the team's files is what viewers may do, so viewers may download a ZIP too.
     """
     membership = membership_for(request, team)
-    chosen = selected_outputs(
-        membership.team, request.POST if request.method == "POST" else request.GET
-    )
+    query = request.POST if request.method == "POST" else request.GET
+    chosen = selected_outputs(membership.team, query)
+    back = back_link(membership.team, zip_origin(query))
     if request.method == "POST":
         if not chosen:
             messages.error(request, "None of the selected files has been copied here yet.")
-            return redirect("runs:gallery", membership.team.uuid)
+            return redirect(back.url)
         job = start_zip(membership.team, request.user.pk, chosen)
-        return redirect("runs:zip_status", membership.team.uuid, job)
+        status = reverse("runs:zip_status", args=[membership.team.uuid, job])
+        # The gallery is where a ZIP page leads back to when nothing else is said.
+        if back.origin != "gallery":
+            status += "?" + urlencode({"from": back.origin})
+        return redirect(status)
     context = {
         "team": membership.team,
         "membership": membership,
+        "back": back,
         "chosen": chosen,
         "total_bytes": sum(output.size_bytes or 0 for output in chosen),
         "limit": ZIP_MAX_FILES,
@@ -106,7 +146,13 @@ def _manifest(team: Team, job: UUID) -> dict[str, object]:
 def zip_status(request: WorkspaceRequest, team: UUID, job: UUID) -> HttpResponse:
     membership = membership_for(request, team)
     manifest = _manifest(membership.team, job)
-    context = {"team": membership.team, "membership": membership, "job": job, "zip": manifest}
+    context = {
+        "team": membership.team,
+        "membership": membership,
+        "job": job,
+        "zip": manifest,
+        "back": back_link(membership.team, zip_origin(request.GET)),
+    }
     if request.htmx:
         building = manifest.get("state") == "building"
         status = 200 if building else HTMX_STOP_POLLING
