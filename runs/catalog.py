@@ -192,7 +192,14 @@ def models_for(api_url: str) -> QuerySet[RunflowModel]:
 def search(
     api_url: str, *, q: str = "", category: str = "", kind: str = ""
 ) -> QuerySet[RunflowModel]:
-    models = models_for(api_url).filter(is_available=True)
+    """The models to list. Browsing shows only what Runflow offers; a search by words also
+    finds retired models, after the offered ones, so someone looking for a model they used
+    learns it is gone (the card says so) instead of "no model matches"."""
+    models = models_for(api_url)
+    if q:
+        models = models.order_by("-is_available", "display_name", "model_id")
+    else:
+        models = models.filter(is_available=True)
     if q:
         models = models.filter(
             Q(display_name__icontains=q) | Q(model_id__icontains=q) | Q(description__icontains=q)

@@ -69,6 +69,21 @@ def catalog_model(team: Team, model_id: str) -> RunflowModel | None:
     return RunflowModel.objects.filter(api_url=team_api_url(team), model_id=model_id).first()
 
 
+def unavailable_message(model: RunflowModel | None) -> str | None:
+    """Why the catalog says ``model`` cannot be launched (retired, disabled), or None.
+
+    A model the catalog does not list at all is not "unavailable": it may be launched by
+    id, and Runflow has the last word.
+    """
+    if model is None or model.is_available:
+        return None
+    return (
+        "Runflow no longer offers this model: the catalog lists it as retired or "
+        "unavailable, so a run would be refused. Pick another model; if Runflow offers it "
+        "again, a team admin can sync the catalog."
+    )
+
+
 def launch_blocker(team: Team) -> str | None:
     """Why this team cannot launch right now (no key, key unreadable, breaker open)."""
     from runs.connection import launch_blocker as connection_blocker
@@ -100,7 +115,14 @@ def decide(
     model: RunflowModel | None,
     inputs: Sequence[Mapping[str, Any]],
 ) -> Decision:
-    """``runs.policy.check_launch`` for these inputs (one run, or a whole batch)."""
+    """``runs.policy.check_launch`` for these inputs (one run, or a whole batch).
+
+    A model the catalog marks unavailable is refused first: every launch path (form, "Run
+    again", batches, retries) comes through here, and Runflow would only answer 404.
+    """
+    unavailable = unavailable_message(model)
+    if unavailable:
+        return Decision(allowed=False, message=unavailable)
     guess = estimate(model, inputs)
     return check_launch(
         membership, model_id, estimated_cost=guess.per_run, count=max(1, guess.count)

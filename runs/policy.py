@@ -9,6 +9,7 @@ that have no cost yet) in the site's time zone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -123,6 +124,59 @@ def _policy_refusal(membership: Membership, model_id: str) -> str | None:
     if not membership.has_role(policy.min_role):
         who = _ROLE_PHRASE[Role(policy.min_role)]
         return f"In {membership.team.name}, {model_id} can only be launched by {who}."
+    return None
+
+
+# ---- what the pages say before anyone presses Launch ----
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """A team policy on a model, as the catalog and the launch form show it."""
+
+    badge: str  # a word or two for a catalog card: "Admins only", "Not allowed"
+    message: str  # the sentence for the launch form, written for this person
+    blocks: bool  # whether it stops this person from launching
+
+
+def restrictions(
+    membership: Membership, model_ids: Iterable[str] | None = None
+) -> dict[str, Restriction]:
+    """The restrictions of the team's policies on ``model_ids`` (all, if None), one query.
+
+    Only policies that restrict anything are returned; the launch itself is still decided
+    by ``check_launch``, this only says beforehand what it will say.
+    """
+    policies = ModelPolicy.objects.filter(team=membership.team)
+    if model_ids is not None:
+        policies = policies.filter(model_id__in=list(model_ids))
+    found = {}
+    for policy in policies:
+        restriction = _restriction(membership, policy)
+        if restriction is not None:
+            found[policy.model_id] = restriction
+    return found
+
+
+def restriction_for(membership: Membership, model_id: str) -> Restriction | None:
+    return restrictions(membership, [model_id]).get(model_id)
+
+
+def _restriction(membership: Membership, policy: ModelPolicy) -> Restriction | None:
+    if not policy.allowed:
+        who = "You" if membership.is_admin else "A team admin"
+        return Restriction(
+            "Not allowed",
+            f"This model is not allowed in {membership.team.name}. "
+            f"{who} can change this on the Budgets page.",
+            blocks=True,
+        )
+    if policy.min_role == Role.ADMIN:
+        return Restriction(
+            "Admins only",
+            "Only team admins can launch this model.",
+            blocks=not membership.has_role(Role.ADMIN),
+        )
     return None
 
 

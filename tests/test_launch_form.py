@@ -93,7 +93,7 @@ def test_defaults_are_filled_and_a_valid_form_gives_json_native_values() -> None
 def test_required_is_marked_and_enforced() -> None:
     form = form_for(TEXT_TO_IMAGE_INPUTS, {"prompt": ""})
     assert not form.is_valid()
-    assert form.errors["prompt"] == ["This field is required."]
+    assert form.errors["prompt"] == ["This input is required."]
     html = render_to_string("runs/_launch_field.html", {"view": form.main_views[0], "form": form})
     assert 'class="required"' in html and 'aria-required="true"' in html
 

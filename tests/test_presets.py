@@ -32,7 +32,8 @@ def test_presets_page_access(cast: Cast) -> None:
 def test_saving_a_preset_needs_a_launcher(cast: Cast, model: None) -> None:
     data = {"preset-name": "Square", "input-aspect_ratio": "1:1"}
     assert_access(cast, "post", create_url(cast), WRITE_EXPECTED, data)
-    assert Preset.objects.count() == 1  # member then admin: the same name updates it
+    # Member then admin, one name: the admin is asked before replacing the member's preset.
+    assert Preset.objects.count() == 1
     assert cast.client_for("member").get(create_url(cast)).status_code == 405
 
 

@@ -6,8 +6,13 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+)
 
+from runs.forms.launch import clean_model_id
 from runs.models import Membership, Role, Team
 
 MONEY_HELP = "US dollars, as Runflow bills. Leave empty for no limit."
@@ -76,11 +81,28 @@ class ModelPolicyForm(forms.Form):
         initial=Role.MEMBER,
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A NUL is just one more character a model id cannot hold: one message for all.
+        field = self.fields["model_id"]
+        field.validators = [
+            v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
     def clean_model_id(self) -> str:
-        value = self.cleaned_data["model_id"].strip().strip("/")
-        if not value or any(ch.isspace() for ch in value):
-            raise forms.ValidationError("A model id is a path like owner/model, without spaces.")
-        return value
+        """The launch form's rule: any well-formed id, listed in the catalog or not.
+
+        A policy may name a model the catalog does not list (yet): such models can be
+        launched by id, so they must be governable too. Anything else (markup, "../",
+        spaces) is refused here rather than stored and shown on every budgets page.
+        """
+        try:
+            return clean_model_id(self.cleaned_data["model_id"])
+        except forms.ValidationError:
+            raise forms.ValidationError(
+                "This is not a model id. A model id is a slash path such as "
+                "google/nano-banana-pro: letters, digits, dots, dashes and underscores."
+            ) from None
 
 
 class RetentionForm(forms.ModelForm):

@@ -34,6 +34,11 @@ MAX_JSON_CHARS = 100_000
 MAX_ABS_BOUND = Decimal(10) ** 15
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# C0 and C1 control characters and DEL, except tab and line breaks (a prompt has lines).
+# A NUL byte cannot even be stored in PostgreSQL text; the others are invisible in a form
+# and only arrive by paste or from a script: nothing a model is meant to read.
+CONTROL_CHARACTERS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS_MESSAGE = "Control characters are not allowed (remove them)."
 
 
 class Kind(StrEnum):
@@ -171,6 +176,15 @@ class ParsedInputs:
     @property
     def text_specs(self) -> list[InputSpec]:
         return [s for s in self.specs if s.kind in (Kind.PROMPT, Kind.TEXT, Kind.LONG_TEXT)]
+
+
+def has_control_characters(text: str) -> bool:
+    return CONTROL_CHARACTERS_RE.search(text) is not None
+
+
+def is_blank(value: Any) -> bool:
+    """A string with nothing but whitespace: for a required input, the same as missing."""
+    return isinstance(value, str) and not value.strip()
 
 
 def choice_key(value: Any) -> str:

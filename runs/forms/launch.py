@@ -18,8 +18,10 @@ from typing import Any
 
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import ProhibitNullCharactersValidator
 
 from runs.forms.inputs import (
+    CONTROL_CHARACTERS_MESSAGE,
     MAX_CHOICES_IN_SELECT,
     MAX_JSON_CHARS,
     MAX_URL_LENGTH,
@@ -28,6 +30,7 @@ from runs.forms.inputs import (
     ParsedInputs,
     choice_key,
     from_text,
+    has_control_characters,
     parse_json_text,
     split_urls,
     to_text,
@@ -52,6 +55,27 @@ def clean_model_id(value: str) -> str:
             "(letters, digits, dots, dashes and underscores)."
         )
     return value
+
+
+REQUIRED_MESSAGE = "This input is required."  # the schema's word for "missing", too
+
+
+def no_control_characters(value: str) -> None:
+    if has_control_characters(value):
+        raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE, code="control_characters")
+
+
+def refuse_control_characters(field: forms.Field) -> None:
+    """Say "control characters" where Django would say "null characters" of a NUL only.
+
+    A pasted escape sequence is as wrong in a prompt as a NUL; one message for all of them,
+    on the field, instead of Django's narrower one.
+    """
+    if isinstance(field, forms.CharField):
+        field.validators = [
+            v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+        field.validators.append(no_control_characters)
 
 
 class NumberField(forms.FloatField):
@@ -158,6 +182,7 @@ class LaunchForm(forms.Form):
             "label": spec.label,
             "required": required,
             "help_text": spec.description,
+            "error_messages": {"required": REQUIRED_MESSAGE},
         }
         attrs: dict[str, Any] = {}
         if spec.kind in (Kind.PROMPT, Kind.LONG_TEXT):
@@ -211,6 +236,7 @@ class LaunchForm(forms.Form):
                 widget=forms.Textarea(attrs=attrs), max_length=MAX_JSON_CHARS, **common
             )
             field.initial = to_text(spec, value) if value is not None else ""
+        refuse_control_characters(field)
         if self._required(spec):
             field.widget.attrs["aria-required"] = "true"
         field.widget.attrs["aria-describedby"] = f"help-{spec.name}"
@@ -319,7 +345,11 @@ class LaunchForm(forms.Form):
             values.setdefault(key, value)
         result = self.schema.validate(values)
         for name, messages in result.errors.items():
-            target = name if name in self.fields and name not in self.errors else None
+            if name in self.errors:
+                # The field's own message already says what is wrong with it; the schema
+                # only sees the value as missing, and "required" would mislead.
+                continue
+            target = name if name in self.fields else None
             for message in messages:
                 self.add_error(target, message if target else f"{name}: {message}")
         self.input = result.input
@@ -402,6 +432,7 @@ class RawInputForm(forms.Form):
 
     def __init__(self, *args: Any, values: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        refuse_control_characters(self.fields["input"])
         if values:
             self.fields["input"].initial = json.dumps(dict(values), indent=2, ensure_ascii=False)
         self.parsed_input: dict[str, Any] = {}

@@ -10,15 +10,30 @@ from typing import Any
 from django import forms
 
 from runs.forms.inputs import ParsedInputs
+from runs.forms.launch import refuse_control_characters
 from runs.forms.schema import InputSchema
+
+MAX_NAME_LENGTH = 100  # Preset.name
 
 
 class PresetForm(forms.Form):
     name = forms.CharField(
         label="Preset name",
-        max_length=100,
-        widget=forms.TextInput(attrs={"placeholder": "e.g. Square product shot"}),
+        max_length=MAX_NAME_LENGTH,
+        error_messages={
+            "required": "Give the preset a name.",
+            "max_length": "A preset name has at most %(limit_value)d characters "
+            "(this one has %(show_value)d).",
+        },
+        widget=forms.TextInput(
+            # Enter here saves the preset (static/js/launch.js), never launches a run.
+            attrs={"placeholder": "e.g. Square product shot", "data-enter-presses": "#preset-save"}
+        ),
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        refuse_control_characters(self.fields["name"])
 
     def clean_name(self) -> str:
         name = " ".join(self.cleaned_data["name"].split())

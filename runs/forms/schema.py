@@ -25,13 +25,18 @@ from pydantic import (
 )
 
 from runs.forms.inputs import (
+    CONTROL_CHARACTERS_MESSAGE,
     MAX_JSON_CHARS,
     MAX_TEXT_LENGTH,
     MAX_URL_LENGTH,
     InputSpec,
     Kind,
     choice_key,
+    has_control_characters,
+    is_blank,
 )
+
+TEXT_KINDS = (Kind.TEXT, Kind.LONG_TEXT, Kind.PROMPT)
 
 
 def _reject_bool(value: Any) -> Any:
@@ -45,6 +50,12 @@ def _finite(value: float | int) -> float | int:
         raise ValueError("Enter a finite number.")
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
+    return value
+
+
+def _no_control_characters(value: str) -> str:
+    if has_control_characters(value):
+        raise ValueError(CONTROL_CHARACTERS_MESSAGE)
     return value
 
 
@@ -92,13 +103,14 @@ def _json_size(value: Any) -> Any:
 def _annotation(spec: InputSpec) -> Any:
     if spec.kind == Kind.CHOICE:
         return Annotated[Any, AfterValidator(_choice_validator(spec))]
-    if spec.kind in (Kind.TEXT, Kind.LONG_TEXT, Kind.PROMPT):
+    if spec.kind in TEXT_KINDS:
         return Annotated[
             str,
             Field(
                 min_length=spec.min_length or (1 if spec.required else None),
                 max_length=min(spec.max_length or MAX_TEXT_LENGTH, MAX_TEXT_LENGTH),
             ),
+            AfterValidator(_no_control_characters),
         ]
     if spec.kind == Kind.INTEGER:
         return Annotated[
@@ -178,6 +190,9 @@ class InputSchema:
 
     def __init__(self, specs: Sequence[InputSpec]) -> None:
         self.specs = tuple(specs)
+        self._blank_is_missing = {
+            spec.name for spec in self.specs if spec.required and spec.kind in TEXT_KINDS
+        }
         fields: dict[str, Any] = {}
         # Field names are positional (f0, f1…) with the input name as alias: an input named
         # ``model_config`` or ``schema`` must not collide with pydantic's own attributes.
@@ -199,10 +214,13 @@ class InputSchema:
         Unknown keys are passed through untouched: the catalog may be older than the
         model, and Runflow, not us, has the last word on what it accepts.
         """
+        # A required text of nothing but spaces is missing: Runflow would refuse it (422)
+        # after the run was saved, so it is refused here, with the same message as empty.
         present = {
             key: value
             for key, value in data.items()
             if not (value is None or value == "" or value == [])
+            and not (key in self._blank_is_missing and is_blank(value))
         }
         try:
             parsed = self.model.model_validate(present)

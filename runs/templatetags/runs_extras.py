@@ -212,7 +212,7 @@ _KNOWN_CODES: dict[str, tuple[str, str, list[str]]] = {
     ),
     "MODEL_UNAVAILABLE": (
         "This model is not available",
-        "Runflow does not offer this model right now (it may be retired or renamed).",
+        "Runflow does not offer this model now: it may have been retired or renamed.",
         ["Pick another model from the catalog, or try again later."],
     ),
     "RATE_LIMITED": (
@@ -267,7 +267,7 @@ def failure_help(run: Run) -> FailureHelp | None:
         )
     if code in _KNOWN_CODES:
         title, explanation, tries = _KNOWN_CODES[code]
-        return FailureHelp(title, _with_stage(explanation, where), list(tries))
+        return FailureHelp(title, _then_stage(explanation, stage, where), list(tries))
     if stage == "submission":
         return FailureHelp(
             "Runflow refused the run",
@@ -286,6 +286,17 @@ def failure_help(run: Run) -> FailureHelp | None:
 
 def _with_stage(text: str, where: str) -> str:
     return f"{text.rstrip('.')} {where}." if where else text
+
+
+def _then_stage(text: str, stage: str, where: str) -> str:
+    """A full sentence, then where it happened as a sentence of its own.
+
+    Glued onto the end of an explanation, the stage made "… (it may be retired or renamed)
+    before Runflow accepted it". At submission, what matters is that nothing started.
+    """
+    if stage == "submission":
+        return f"{text} The run never started, so nothing was charged."
+    return f"{text} It stopped {where}." if where else text
 
 
 def _field_errors(raw: object) -> list[tuple[str, str]]:

@@ -17,6 +17,11 @@ urlpatterns = [
     path("t/<uuid:team>/launch/", launch.launch_pick, name="launch"),
     path("t/<uuid:team>/launch/upload/", launch.upload, name="launch_upload"),
     path("t/<uuid:team>/launch/<path:model_id>/", launch.launch, name="launch"),
+    path(
+        "t/<uuid:team>/launch-preview/<path:model_id>/",
+        launch.launch_preview,
+        name="launch_preview",
+    ),
     path("t/<uuid:team>/runs/<uuid:run>/rerun/", launch.rerun_view, name="rerun"),
     path("t/<uuid:team>/presets/", presets.preset_list, name="presets"),
     path(

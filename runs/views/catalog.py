@@ -18,8 +18,9 @@ from runs.access import AuthedRequest, membership_for
 from runs.forms.inputs import parse_inputs
 from runs.forms.launch import ModelIdForm
 from runs.forms.presets import preset_fit
-from runs.launching import team_api_url
+from runs.launching import team_api_url, unavailable_message
 from runs.models import OutputKind, Preset, Role, RunflowModel
+from runs.policy import restriction_for, restrictions
 from runs.tasks.catalog import request_sync, sync_if_empty
 from runs.views.launch import load_target
 
@@ -42,6 +43,10 @@ def model_list(request: HtmxRequest, team: UUID) -> HttpResponse:
     kind = kind if kind in OutputKind.values else ""
     found = catalog.search(api_url, q=q, category=category, kind=kind)
     page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    models = list(page.object_list)
+    # Each card says what would stop this person launching its model (one query per page).
+    limits = restrictions(membership, [model.model_id for model in models])
+    cards = [(model, limits.get(model.model_id)) for model in models]
     total = catalog.models_for(api_url).filter(is_available=True).count()
     last = catalog.last_sync(api_url)
     failed = bool(last and not last["ok"])
@@ -50,7 +55,8 @@ def model_list(request: HtmxRequest, team: UUID) -> HttpResponse:
         "team": membership.team,
         "membership": membership,
         "page": page,
-        "models": page.object_list,
+        "models": models,
+        "cards": cards,
         "q": q,
         "category": category,
         "kind": kind,
@@ -100,6 +106,8 @@ def model_detail(request: HttpRequest, team: UUID, model_id: str) -> HttpRespons
         .order_by("-created_at", "-id")[:12]
     )
     presets = Preset.objects.filter(team=membership.team, model_id=model.model_id)
+    unavailable = unavailable_message(model)
+    restriction = restriction_for(membership, model.model_id)
     return render(
         request,
         "runs/model_detail.html",
@@ -111,6 +119,9 @@ def model_detail(request: HttpRequest, team: UUID, model_id: str) -> HttpRespons
             "examples": [e for e in model.examples if isinstance(e, dict)][:6],
             "recent": recent,
             "presets": [(p, preset_fit(p.input, parsed)) for p in presets],
+            "unavailable": unavailable,
+            "restriction": restriction,
+            "launch_off": bool(unavailable or (restriction and restriction.blocks)),
         },
     )
 

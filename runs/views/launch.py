@@ -42,8 +42,10 @@ from runs.launching import (
     launch_blocker,
     launch_run,
     rerun,
+    unavailable_message,
 )
 from runs.models import Membership, Preset, Role, Run, RunflowModel
+from runs.policy import restriction_for
 from runs.pricing import estimate_cost, format_usd
 from runs.uploads import UploadFailed, send_uploads, upload_one
 
@@ -194,6 +196,10 @@ def render_launch(
         )
     )
     token = _uuid(request.POST.get("launch_token")) if request.method == "POST" else None
+    # Said before anyone presses Launch, not after: a model Runflow no longer offers, and a
+    # team policy that keeps this person from launching it. The launch checks both again.
+    unavailable = unavailable_message(target.model)
+    restriction = restriction_for(membership, target.model_id)
     context = {
         "team": membership.team,
         "membership": membership,
@@ -209,9 +215,50 @@ def render_launch(
         "expected": _expected_duration(membership, target.model_id),
         "estimate": _estimate_text(target, shown),
         "blocker": launch_blocker(membership.team),
+        "unavailable": unavailable,
+        "restriction": restriction,
+        "launch_off": bool(unavailable or (restriction and restriction.blocks)),
         **extra,
     }
     return render(request, "runs/launch.html", context)
+
+
+@login_required
+@require_POST
+def launch_preview(request: HttpRequest, team: UUID, model_id: str) -> JsonResponse:
+    """What the launch form would send right now: its curl command and cost estimate.
+
+    The launch page asks as the person types (static/js/launch.js), so "Copy as curl" and
+    the estimate follow the form. Nothing is saved, checked against the policy or sent. The
+    values are read by the same form classes as a launch, so they are typed exactly as the
+    launch will send them; values that are not valid yet are left out, and ``note`` says so.
+    """
+    membership = membership_for(request, team, role=Role.MEMBER)
+    target = load_target(membership, model_id)
+    input, complete = _preview_input(membership, target, request)
+    return JsonResponse(
+        {
+            "curl": curl_command(target.model_id, input, api_url=_api_url(membership)),
+            "estimate": _estimate_text(target, input),
+            "note": "" if complete else "Some values are not valid yet; they are left out.",
+        }
+    )
+
+
+def _preview_input(
+    membership: Membership, target: Target, request: HttpRequest
+) -> tuple[dict[str, Any], bool]:
+    """The input a launch of these POSTed values would send, and whether all were valid."""
+    if target.parsed is None:
+        raw = RawInputForm(request.POST)
+        return (raw.parsed_input, True) if raw.is_valid() else ({}, False)
+    source = _source_run(membership, request.POST.get("parent"), target.model_id)
+    values = initial_values(target.parsed, source.input if source else None)
+    # Partial: a required input not typed yet is no reason to leave out the others.
+    form = LaunchForm(target.parsed, request.POST, values=values, partial=True)
+    complete = form.is_valid()
+    input = {name: value for name, value in form.input.items() if name not in form.errors}
+    return input, complete
 
 
 def _api_url(membership: Membership) -> str:
