@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connection
@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
+from runs.dates import BadDay, day_end, day_start, parse_day
 from runs.models import (
     IN_FLIGHT,
     ArchiveState,
@@ -56,17 +57,19 @@ KIND_CHOICES: list[tuple[str, str]] = [
 ARCHIVE_WATCH = timedelta(minutes=10)
 
 
-def _parse_date(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 def _parse_uuid(value: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if value else None
     except ValueError:
+        return None
+
+
+def _filter_day(query: QueryDict, name: str, label: str, problems: list[str]) -> date | None:
+    """The day in ``query[name]``; an unusable one is dropped with a sentence in ``problems``."""
+    try:
+        return parse_day(query.get(name))
+    except BadDay as bad:
+        problems.append(f"{label} date ignored: {bad}")
         return None
 
 
@@ -95,10 +98,8 @@ class HistoryFilters:
         if kind and kind not in OutputKind.values:
             problems.append("Unknown output type ignored.")
             kind = ""
-        since = _parse_date(query.get("since", "").strip())
-        until = _parse_date(query.get("until", "").strip())
-        if (query.get("since") and since is None) or (query.get("until") and until is None):
-            problems.append("Dates must look like 2026-05-06; the bad one was ignored.")
+        since = _filter_day(query, "since", "From", problems)
+        until = _filter_day(query, "until", "To", problems)
         if since and until and since > until:
             since, until = until, since
         return cls(
@@ -133,9 +134,6 @@ class HistoryFilters:
         }
         return {key: value for key, value in values.items() if value}
 
-    def _day_start(self, day: date) -> datetime:
-        return timezone.make_aware(datetime.combine(day, time.min))
-
     def run_conditions(self, prefix: str = "") -> Q:
         """The filters as one ``Q`` over runs; ``prefix`` is ``"run__"`` from outputs."""
         p = prefix
@@ -149,10 +147,9 @@ class HistoryFilters:
         if self.member:
             condition &= Q(**{f"{p}created_by__username": self.member})
         if self.since:
-            condition &= Q(**{f"{p}created_at__gte": self._day_start(self.since)})
+            condition &= Q(**{f"{p}created_at__gte": day_start(self.since)})
         if self.until:
-            end = self._day_start(self.until + timedelta(days=1))
-            condition &= Q(**{f"{p}created_at__lt": end})
+            condition &= Q(**{f"{p}created_at__lt": day_end(self.until)})
         for term in self.q.lower().split()[:MAX_TERMS]:
             # search_text is stored lower-cased, so a plain LIKE serves on every database.
             matches = Q(**{f"{p}search_text__contains": term}) | Q(

@@ -24,7 +24,8 @@ from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value, Wi
 from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
-from runs.models import IN_FLIGHT, WITH_OUTPUTS, Run, RunflowModel, Status, Team
+from runs.dates import EARLIEST, LATEST, BadDay, day_end, day_start, parse_day
+from runs.models import IN_FLIGHT, Run, RunflowModel, Status, Team
 from runs.pricing import estimate_cost
 
 logger = logging.getLogger(__name__)
@@ -63,14 +64,19 @@ class Period:
     first_day: date
     last_day: date  # inclusive
     error: str = ""
+    error_field: str = ""  # "start" or "end" when the error is about that date, shown beside it
+
+    # The days a custom period may use (runs/dates.py), as the date pickers' min and max.
+    earliest_day = EARLIEST
+    latest_day = LATEST
 
     @property
     def start(self) -> datetime:
-        return _midnight(self.first_day)
+        return day_start(self.first_day)
 
     @property
     def end(self) -> datetime:
-        return _midnight(self.last_day + timedelta(days=1))
+        return day_end(self.last_day)
 
     @property
     def days(self) -> list[date]:
@@ -86,26 +92,32 @@ class Period:
         return dict(PERIOD_CHOICES)[self.key]
 
 
-def _midnight(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
-
-
 def month_start(now: datetime | None = None) -> datetime:
     """Midnight on the first of this month in the site's time zone."""
     local = timezone.localtime(now)
-    return _midnight(local.date().replace(day=1))
+    return day_start(local.date().replace(day=1))
 
 
 def parse_period(params: Mapping[str, str], now: datetime | None = None) -> Period:
-    """The period a querystring asks for (``period``, and ``start``/``end`` for custom)."""
+    """The period a querystring asks for (``period``, and ``start``/``end`` for custom).
+
+    An unusable custom date falls back to the default period, with the reason attached to
+    the field it came from so the page can say it right beside that field.
+    """
     today = timezone.localtime(now).date()
     key = params.get("period") or DEFAULT_PERIOD
     if key == "custom":
         try:
-            first = date.fromisoformat(params.get("start", ""))
-            last = date.fromisoformat(params.get("end", "")) if params.get("end") else today
-        except ValueError:
-            return _preset(DEFAULT_PERIOD, today, error="Dates must look like 2026-05-31.")
+            first = parse_day(params.get("start"))
+        except BadDay as bad:
+            return _preset(DEFAULT_PERIOD, today, error=str(bad), error_field="start")
+        if first is None:
+            message = "Pick the first day of the period."
+            return _preset(DEFAULT_PERIOD, today, error=message, error_field="start")
+        try:
+            last = parse_day(params.get("end")) or today
+        except BadDay as bad:
+            return _preset(DEFAULT_PERIOD, today, error=str(bad), error_field="end")
         if first > last:
             first, last = last, first
         if (last - first).days > MAX_PERIOD_DAYS:
@@ -117,14 +129,14 @@ def parse_period(params: Mapping[str, str], now: datetime | None = None) -> Peri
     return _preset(key, today)
 
 
-def _preset(key: str, today: date, error: str = "") -> Period:
+def _preset(key: str, today: date, error: str = "", error_field: str = "") -> Period:
     if key == "month":
-        return Period(key, today.replace(day=1), today, error)
+        return Period(key, today.replace(day=1), today, error, error_field)
     if key == "last_month":
         last = today.replace(day=1) - timedelta(days=1)
-        return Period(key, last.replace(day=1), last, error)
+        return Period(key, last.replace(day=1), last, error, error_field)
     days = int(key.removesuffix("d"))
-    return Period(key, today - timedelta(days=days - 1), today, error)
+    return Period(key, today - timedelta(days=days - 1), today, error, error_field)
 
 
 # ---------- Spend ----------
@@ -180,29 +192,42 @@ def _unbilled_estimate(runs: QuerySet[Run]) -> Decimal:
 
 @dataclass(frozen=True)
 class Totals:
+    """The period's run counts, split exactly like the status chart (``runs_by_status``).
+
+    ``succeeded`` counts full successes only: a partly succeeded run has its own figure, so
+    the summary never says "9 succeeded" beside a chart showing 8 and 1 partly succeeded.
+    """
+
     spend: Decimal
     runs: int
     succeeded: int
+    partly_succeeded: int
     failed: int
     in_flight: int
     unpriced: int  # finished runs with no reported cost
 
     @property
     def success_rate(self) -> float | None:
-        finished = self.succeeded + self.failed
+        """Full successes among the runs that ran to an outcome (cancelled ones left out)."""
+        finished = self.succeeded + self.partly_succeeded + self.failed
         return self.succeeded / finished if finished else None
+
+    @property
+    def success_percent(self) -> int | None:
+        rate = self.success_rate
+        return None if rate is None else round(100 * rate)
 
 
 def totals(team: Team, period: Period) -> Totals:
+    billable_finished = [Status.SUCCEEDED, Status.PARTIAL_SUCCEEDED, Status.CANCELED]
     row = team_runs(team, period).aggregate(
         spend=_spend(),
         runs=Count("id"),
-        succeeded=Count("id", filter=Q(status__in=WITH_OUTPUTS)),
+        succeeded=Count("id", filter=Q(status=Status.SUCCEEDED)),
+        partly_succeeded=Count("id", filter=Q(status=Status.PARTIAL_SUCCEEDED)),
         failed=Count("id", filter=Q(status=Status.FAILED)),
         in_flight=Count("id", filter=Q(status__in=IN_FLIGHT)),
-        unpriced=Count(
-            "id", filter=Q(cost__isnull=True, status__in=[Status.SUCCEEDED, Status.CANCELED])
-        ),
+        unpriced=Count("id", filter=Q(cost__isnull=True, status__in=billable_finished)),
     )
     return Totals(**row)
 

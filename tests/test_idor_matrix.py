@@ -109,7 +109,13 @@ TEAM_ROUTES = [r for r in ROUTES if r.is_team]
 ADMIN_ROUTES = [r for r in ROUTES if r.is_admin]
 
 # Patterns that need no object id and only a signed-in user (or nothing at all).
-SIGNED_IN_NO_ID = {"runs:home", "runs:team_create", "password_change", "password_change_done"}
+SIGNED_IN_NO_ID = {
+    "runs:home",
+    "runs:team_create",
+    "account",
+    "password_change",
+    "password_change_done",
+}
 # Patterns anyone may open; each has its own test below.
 PUBLIC = {
     "login": "sign in",
@@ -123,6 +129,7 @@ PUBLIC = {
     "runs:shared": "a share link",
     "runs:shared_file": "a file of a share link",
     "runs:shared_thumb": "a thumbnail of a share link",
+    "favicon": "the site icon, asked for by browsers on every page",
 }
 
 
@@ -429,6 +436,15 @@ def test_invitation_links_work_before_sign_up_and_only_with_the_token(world: Wor
     # An empty sign-up form joins nobody.
     assert Client().post(good, {}).status_code == 200
     assert not Membership.objects.filter(team=world.cast.team, user__username="").exists()
+
+
+@pytest.mark.django_db
+def test_favicon_is_open_to_anyone_and_reveals_nothing(world: World) -> None:
+    route = next(r for r in ROUTES if r.name == "favicon")
+    for who in (None, "outsider", "admin"):
+        answer = world.cast.client_for(who).get(route.fill({}))
+        assert answer.status_code == 302 and answer["Location"].endswith("/favicon.ico"), who
+        assert answer["Location"].startswith("/static/"), answer["Location"]
 
 
 # ---- the admin ----

@@ -106,17 +106,22 @@ def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def serve(var_dir: Path, tmp_path: Path) -> Iterator[Serve]:
+    yield from run_serve(var_dir, tmp_path, ["--no-sandbox", "--no-demo"], log_level="WARNING")
+
+
+def run_serve(var_dir: Path, tmp_path: Path, options: list[str], log_level: str) -> Iterator[Serve]:
+    """``manage.py serve`` with ``options``, until the test is done with it."""
     port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS"}
     }
-    env.update(RUNFLOW_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
+    env.update(RUNFLOW_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL=log_level)
     log_path = tmp_path / "serve.log"
     argv = [
         sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "1",
-        "--task-workers", "1", "--no-sandbox", "--no-demo",
+        "--task-workers", "1", *options,
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -173,3 +178,20 @@ def test_a_worker_that_keeps_dying_makes_serve_give_up(serve: Serve) -> None:
     # Each earlier death was followed by a restart, each after a longer wait.
     assert "restarting it in 0.5 s." in serve.log() and "restarting it in 4 s." in serve.log()
     assert web and not alive(web[0]), "the web server outlived serve"
+
+
+@pytest.fixture
+def serve_with_sandbox(var_dir: Path, tmp_path: Path) -> Iterator[Serve]:
+    options = ["--sandbox-port", str(free_port())]  # with the Demo team, as out of the box
+    yield from run_serve(var_dir, tmp_path, options, log_level="INFO")
+
+
+def test_the_sandbox_answers_before_anything_calls_it(serve_with_sandbox: Serve) -> None:
+    """QA: ~23 "ConnectError" lines while the sandbox booted (the Demo setup and the
+    worker's catalog sync raced it). serve now waits for the sandbox to listen first."""
+    serve = serve_with_sandbox
+    serve.wait_for_log("Catalog synced", seconds=60)  # the worker's first call, answered
+    log = serve.log()
+    assert "Runflow GET /v1/health → 200 (attempt 1)" in log  # the Demo team's first call
+    assert "ConnectError" not in log and "did not answer" not in log, log
+    assert log.index("Runflow sandbox listening") < log.index("Runflow GET /v1/health")

@@ -120,7 +120,13 @@ def test_invitation_signup_joins_with_role_once(cast: Cast) -> None:
     url = invitation.get_absolute_url()
     client = cast.client_for(None)
     response = client.post(
-        url, {"username": "sam", "email": "", "password1": PASSWORD, "password2": PASSWORD}
+        url,
+        {
+            "username": "sam",
+            "email": "sam@example.com",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
     )
     assert response.status_code == 302
     assert Membership.objects.get(user__username="sam", team=cast.team).role == Role.VIEWER
@@ -162,3 +168,59 @@ def test_team_names_are_escaped(cast: Cast) -> None:
     response = cast.client_for("member").get(reverse("runs:team_settings", args=[cast.team.uuid]))
     assert b"<script>alert(1)</script>" not in response.content
     assert b"&lt;script&gt;" in response.content
+
+
+# ---------- names the team switcher can tell apart ----------
+
+
+def test_creating_a_team_named_like_one_of_mine_is_refused(cast: Cast) -> None:
+    client = cast.client_for("admin")
+    for typed, shown in (("Acme", "Acme"), ("  acme ", "acme"), ("ACME", "ACME")):
+        response = client.post(reverse("runs:team_create"), {"name": typed})
+        assert response.status_code == 200, typed
+        html = response.content.decode()
+        assert f"You already have a team called “{shown}”" in html, typed
+        assert "field--error" in html
+    assert Team.objects.filter(name__iexact="acme").count() == 1
+
+
+def test_the_same_name_is_fine_for_someone_without_such_a_team(cast: Cast) -> None:
+    # The outsider is not in Acme: their own "Acme" is no clash in their switcher.
+    response = cast.client_for("outsider").post(reverse("runs:team_create"), {"name": "Acme"})
+    assert response.status_code == 302
+    assert Team.objects.filter(name="Acme").count() == 2
+
+
+def test_renaming_onto_another_of_my_teams_names_is_refused(cast: Cast) -> None:
+    second = Team.objects.create(name="Night shift")
+    Membership.objects.create(user=cast.admin, team=second, role=Role.ADMIN)
+    client = cast.client_for("admin")
+    url = reverse("runs:team_rename", args=[cast.team.uuid])
+    response = client.post(url, {"name": "night shift"}, follow=True)
+    assert "You already have a team called “night shift”" in response.content.decode()
+    cast.team.refresh_from_db()
+    assert cast.team.name == "Acme"
+    # Keeping its own name (or changing its case) is not a clash with itself.
+    assert client.post(url, {"name": "ACME"}).status_code == 302
+    cast.team.refresh_from_db()
+    assert cast.team.name == "ACME"
+
+
+# ---------- sign-up from an invitation ----------
+
+
+def test_invitation_signup_asks_for_an_email_and_refuses_a_taken_one(cast: Cast) -> None:
+    invitation = Invitation.objects.create(team=cast.team, role=Role.MEMBER)
+    url = invitation.get_absolute_url()
+    page = cast.client_for(None).get(url).content.decode()
+    assert 'type="email" name="email"' in page and 'for="id_email" class="required"' in page
+    form = {"username": "sam", "password1": PASSWORD, "password2": PASSWORD}
+    missing = cast.client_for(None).post(url, {**form, "email": ""})
+    assert missing.status_code == 200 and missing.context["form"].errors["email"]
+    # mo@example.com belongs to the member already: password resets would reach both.
+    taken = cast.client_for(None).post(url, {**form, "email": "MO@example.com"})
+    assert "Another account uses this address" in taken.content.decode()
+    assert not Membership.objects.filter(user__username="sam").exists()
+    joined = cast.client_for(None).post(url, {**form, "email": "sam@Example.COM"})
+    assert joined.status_code == 302
+    assert Membership.objects.get(user__username="sam").user.email == "sam@example.com"

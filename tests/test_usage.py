@@ -361,3 +361,26 @@ def test_usage_page_links_the_export_of_its_period(cast: Cast) -> None:
     response = client.get(link.group(1).replace("&amp;", "&"))
     exported = {row["id"] for row in json.loads(b"".join(response.streaming_content))}
     assert exported == {str(inside.uuid)} and str(outside.uuid) not in exported
+
+
+def test_summary_counts_agree_with_the_status_chart(cast: Cast) -> None:
+    """QA: "9 succeeded" beside a chart of 8 succeeded and 1 partly succeeded."""
+    for _ in range(8):
+        run(cast.team, status=Status.SUCCEEDED, cost=D("1"))
+    run(cast.team, status=Status.PARTIAL_SUCCEEDED, cost=None)
+    run(cast.team, status=Status.FAILED)
+    response = cast.client_for("viewer").get(reverse("runs:usage", args=[cast.team.uuid]))
+    html = response.content.decode()
+    outcomes = re.search(r'id="outcomes">([^<]*)<', html)
+    assert outcomes is not None
+    assert outcomes.group(1) == "8 succeeded · 1 partly succeeded · 1 failed"
+    legend = dict(
+        re.findall(r'class="badge badge--\w+">([^<]+)</span> <strong>(\d+)</strong>', html)
+    )
+    assert legend == {"Succeeded": "8", "Partly succeeded": "1", "Failed": "1"}
+    # 8 of the 10 runs that reached an outcome fully succeeded.
+    totals = response.context["totals"]
+    assert totals.success_percent == 80
+    assert 'class="stat__value">80%</span>' in html
+    # A partly succeeded run without a cost is one "without a reported cost".
+    assert totals.unpriced == 1

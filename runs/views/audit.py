@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import date
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -10,10 +11,10 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from runs.access import AuthedRequest, membership_for
+from runs.dates import EARLIEST, LATEST, BadDay, day_end, day_start, parse_day
 from runs.models import AuditEntry, Role, Team
 
 PER_PAGE = 50
@@ -23,7 +24,7 @@ PER_PAGE = 50
 @require_GET
 def audit_page(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
-    entries, filters = _filtered(membership.team, request.GET)
+    entries, filters, errors = _filtered(membership.team, request.GET)
     page = Paginator(entries, PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -35,6 +36,9 @@ def audit_page(request: AuthedRequest, team: UUID) -> HttpResponse:
             "membership": membership,
             "page": page,
             "filters": filters,
+            "errors": errors,
+            "earliest_day": EARLIEST,
+            "latest_day": LATEST,
             "query": query.urlencode(),
             "actions": AuditEntry.objects.filter(team=membership.team)
             .order_by("action")
@@ -45,9 +49,17 @@ def audit_page(request: AuthedRequest, team: UUID) -> HttpResponse:
     )
 
 
-def _filtered(team: Team, params: dict[str, str]) -> tuple[QuerySet[AuditEntry], dict[str, str]]:
+def _filtered(
+    team: Team, params: Mapping[str, str]
+) -> tuple[QuerySet[AuditEntry], dict[str, str], dict[str, str]]:
+    """The team's entries under the filters, the filters, and a sentence per unusable date.
+
+    An unusable date is left out of the filtering (the rest still applies) and its reason
+    is shown beside its field.
+    """
     entries = AuditEntry.objects.filter(team=team).select_related("actor")
     filters = {key: params.get(key, "").strip() for key in ("action", "actor", "q", "from", "to")}
+    errors: dict[str, str] = {}
     if filters["action"]:
         if filters["action"].endswith(".*"):
             entries = entries.filter(action__startswith=filters["action"][:-1])
@@ -57,19 +69,16 @@ def _filtered(team: Team, params: dict[str, str]) -> tuple[QuerySet[AuditEntry],
         entries = entries.filter(actor__username=filters["actor"])
     if filters["q"]:
         entries = entries.filter(target__icontains=filters["q"])
-    if start := _day(filters["from"]):
-        entries = entries.filter(created_at__gte=_midnight(start))
-    if end := _day(filters["to"]):
-        entries = entries.filter(created_at__lt=_midnight(end + timedelta(days=1)))
-    return entries.order_by("-created_at", "-id"), filters
+    if start := _day(filters, "from", errors):
+        entries = entries.filter(created_at__gte=day_start(start))
+    if end := _day(filters, "to", errors):
+        entries = entries.filter(created_at__lt=day_end(end))
+    return entries.order_by("-created_at", "-id"), filters, errors
 
 
-def _day(value: str) -> date | None:
+def _day(filters: dict[str, str], name: str, errors: dict[str, str]) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_day(filters[name])
+    except BadDay as bad:
+        errors[name] = str(bad)
         return None
-
-
-def _midnight(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, datetime.min.time()))

@@ -29,7 +29,7 @@ def home(request: AuthedRequest) -> HttpResponse:
 
 @login_required
 def team_create(request: AuthedRequest) -> HttpResponse:
-    form = TeamForm(request.POST or None)
+    form = TeamForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             team = form.save()
@@ -58,7 +58,7 @@ def team_settings(request: AuthedRequest, team: UUID) -> HttpResponse:
             "membership": membership,
             "members": members,
             "invitations": invitations,
-            "team_form": TeamForm(instance=team_obj),
+            "team_form": TeamForm(instance=team_obj, user=request.user),
             "invitation_form": InvitationForm(),
             "role_choices": Role.choices,
             "role_help": ROLE_HELP,
@@ -71,7 +71,7 @@ def team_settings(request: AuthedRequest, team: UUID) -> HttpResponse:
 @require_POST
 def team_rename(request: AuthedRequest, team: UUID) -> HttpResponse:
     membership = membership_for(request, team, role=Role.ADMIN)
-    form = TeamForm(request.POST, instance=membership.team)
+    form = TeamForm(request.POST, instance=membership.team, user=request.user)
     if form.is_valid():
         old = Team.objects.get(pk=membership.team.pk).name
         form.save()
@@ -84,7 +84,9 @@ def team_rename(request: AuthedRequest, team: UUID) -> HttpResponse:
         )
         messages.success(request, "Team renamed.")
     else:
-        messages.error(request, "A team needs a name.")
+        # The settings page has no room for field errors here: the reason goes in a message.
+        reasons = form.errors.get("name") or ["A team needs a name."]
+        messages.error(request, " ".join(str(reason) for reason in reasons))
     return redirect("runs:team_settings", team)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,11 @@ RESTART_LIMIT = 5  # deaths of one child within RESTART_WINDOW before serve give
 RESTART_WINDOW = 60.0  # seconds
 RESTART_BACKOFF_FIRST = 0.5  # seconds before the first restart; doubles with each recent death
 RESTART_BACKOFF_MAX = 10.0
+# How long serve waits for the sandbox to listen before starting the rest. Until then the
+# Demo team's setup and the worker's first catalog sync would only meet a refused
+# connection (a ConnectError line per retry); a sandbox that takes longer is waited for by
+# those callers themselves, as before.
+SANDBOX_BOOT_WAIT = 30.0  # seconds
 
 
 @dataclass
@@ -80,8 +86,13 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
 
         children = self._children(options, sandbox, env)
+        if sandbox:
+            # The sandbox first, and the rest once it listens (see SANDBOX_BOOT_WAIT).
+            self._launch(children[0], env)
+            self._wait_until_listening(children[0], options["sandbox_port"])
         for child in children:
-            self._launch(child, env)
+            if child.process is None:
+                self._launch(child, env)
         login = None if options["no_demo"] else ensure_demo(sandbox=sandbox)
         # Worker start: one reconcile sweep now, then its periodic cycle (runs/worker.py).
         call_command("reconcile", stdout=io.StringIO())
@@ -161,13 +172,32 @@ class Command(BaseCommand):
         )
         child.restart_at = None
 
+    def _wait_until_listening(self, child: Child, port: int) -> bool:
+        """True once ``child`` accepts connections on ``port``; False (said on the console)
+        if it stopped or did not listen within ``SANDBOX_BOOT_WAIT`` seconds."""
+        assert child.process is not None
+        deadline = time.monotonic() + SANDBOX_BOOT_WAIT
+        while child.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.1)
+        self.stderr.write(
+            self.style.WARNING(
+                f"The {child.name} is not listening on port {port} yet; starting the site anyway."
+            )
+        )
+        return False
+
     def _banner(self, url: str, login: tuple[str, str | None] | None, sandbox: bool) -> None:
         self.stdout.write(self.style.SUCCESS(f"\n  runflow-site is up at {url}/\n"))
         if login:
             username, password = login
             if password:
                 self.stdout.write(f"  Sign in as {username} / {password}")
-                self.stdout.write("  (change it under your name → Change password)")
+                hint = "add your email (password resets go there) and change the password"
+                self.stdout.write(f"  (under your name → Account: {hint})")
             else:
                 self.stdout.write(f"  Sign in as {username} (password already changed)")
         if sandbox:
