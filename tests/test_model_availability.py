@@ -78,6 +78,25 @@ def test_the_launch_form_says_admins_only_and_disables_launch_for_members(ready:
     assert "disabled" not in launch_button(page(ready, "member", "runs:launch", OTHER))
 
 
+def test_the_batch_form_says_admins_only_and_disables_launch_for_members(ready: Cast) -> None:
+    admin_only(ready)
+    member = page(ready, "member", "runs:batch_new", MODEL)
+    assert ADMINS_ONLY in member
+    assert "disabled" in launch_button(member)
+    admin = page(ready, "admin", "runs:batch_new", MODEL)
+    assert ADMINS_ONLY in admin and "You are one." in admin
+    assert "disabled" not in launch_button(admin)
+    other = page(ready, "member", "runs:batch_new", OTHER)
+    assert ADMINS_ONLY not in other and "disabled" not in launch_button(other)
+
+
+def test_the_batch_form_of_a_model_the_team_does_not_allow_has_launch_off(ready: Cast) -> None:
+    ModelPolicy.objects.create(team=ready.team, model_id=MODEL, allowed=False)
+    html = page(ready, "admin", "runs:batch_new", MODEL)
+    assert "This model is not allowed in Acme." in html
+    assert "disabled" in launch_button(html)
+
+
 def test_the_model_page_says_admins_only_to_members(ready: Cast) -> None:
     admin_only(ready)
     member = page(ready, "member", "runs:model", MODEL)
