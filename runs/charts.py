@@ -60,17 +60,15 @@ def _ticks(
 
 @dataclass(frozen=True)
 class Column:
-    x: float
-    y: float
+    x: float  # in the plot's own units (0 to the chart's ``width``), stretched to fit
+    y: float  # in CSS px: the plot keeps its height
     width: float
     height: float
     label: str  # shown under the column when ``show_label``
     title: str  # tooltip and screen-reader text with the exact value
     show_label: bool
-
-    @property
-    def center(self) -> float:
-        return _r(self.x + self.width / 2)
+    label_x: float  # where the label goes, in percent of the plot's width
+    minor: bool  # every other label: hidden where the chart is narrow, so labels never overlap
 
 
 @dataclass(frozen=True)
@@ -83,15 +81,28 @@ class _Chart:
     height: int
 
 
+# The column chart's y axis labels sit in their own narrow SVG this many px wide, left of
+# the plot, so they keep their size however wide the plot is stretched.
+AXIS_WIDTH = 56
+
+
 @dataclass(frozen=True)
 class ColumnChart(_Chart):
-    left: int
+    """Columns stretched to the page's width at a fixed height in CSS px.
+
+    The plot (grid lines and columns) is drawn in ``width`` units across and stretched
+    sideways to whatever width the page gives it (``preserveAspectRatio="none"``); its
+    vertical units are CSS px. Text is never inside the stretched part: axis labels are in
+    an unscaled SVG beside it and day labels are placed by percentage, so they stay at the
+    CSS font size at any screen width.
+    """
+
     top: int
-    right: int
     bottom: int
     columns: tuple[Column, ...]
     ticks: tuple[Tick, ...]
     empty: bool
+    axis_width: int = AXIS_WIDTH
 
     @property
     def label_y(self) -> int:
@@ -99,7 +110,7 @@ class ColumnChart(_Chart):
 
     @property
     def axis_x(self) -> int:
-        return self.left - 6
+        return self.axis_width - 6
 
 
 def column_chart(
@@ -110,27 +121,32 @@ def column_chart(
     width: int = 720,
     height: int = 240,
 ) -> ColumnChart:
-    """Columns over time (e.g. spend per day). ``points``: (label, value, tooltip)."""
-    left, top, right, bottom = 56, 12, width - 8, height - 28
+    """Columns over time (e.g. spend per day). ``points``: (label, value, tooltip).
+
+    ``height`` is in CSS px; ``width`` only sets the plot's units across (it is stretched).
+    """
+    top, bottom = 12, height - 28
     values = [float(v) for _, v, _ in points]
     peak = max(values, default=0.0)
     axis_max, step = nice_scale(peak)
     plot_h = bottom - top
-    slot = (right - left) / max(len(points), 1)
-    gap = min(slot * 0.2, 6)
+    slot = width / max(len(points), 1)
+    gap = slot * 0.2
     every = max(1, math.ceil(len(points) / 8))  # at most ~8 labels under the axis
     columns = []
     for index, (label, value, tooltip) in enumerate(points):
         h = plot_h * float(value) / axis_max if axis_max else 0
         columns.append(
             Column(
-                x=_r(left + index * slot + gap / 2),
+                x=_r(index * slot + gap / 2),
                 y=_r(bottom - h),
                 width=_r(max(slot - gap, 1)),
                 height=_r(h),
                 label=label,
                 title=tooltip,
                 show_label=index % every == 0,
+                label_x=round(100 * (index + 0.5) / max(len(points), 1), 2),
+                minor=(index // every) % 2 == 1,
             )
         )
     ticks = _ticks(axis_max, step, fmt, lambda value: bottom - plot_h * value / axis_max)
@@ -142,9 +158,8 @@ def column_chart(
         else "No data."
     )
     return ColumnChart(
-        title, description, width, height, left, top, right, bottom,
-        tuple(columns), ticks, empty=peak <= 0,
-    )  # fmt: skip
+        title, description, width, height, top, bottom, tuple(columns), ticks, empty=peak <= 0
+    )
 
 
 @dataclass(frozen=True)

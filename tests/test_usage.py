@@ -336,6 +336,20 @@ def test_column_chart_geometry() -> None:
     assert chart.ticks[0].pos == chart.bottom and not chart.empty
 
 
+def test_column_chart_places_day_labels_by_share_of_the_width_and_thins_them() -> None:
+    """The plot is stretched to the page's width, so day labels (which must not stretch)
+    are placed in percent; every other shown label is "minor", hidden on narrow plots."""
+    points = [(f"d{i}", i, f"d{i}") for i in range(30)]
+    chart = charts.column_chart(points, title="t", fmt=str)
+    assert chart.columns[0].label_x == pytest.approx(100 * 0.5 / 30, abs=0.01)
+    assert chart.columns[-1].label_x == pytest.approx(100 * 29.5 / 30, abs=0.01)
+    last = chart.columns[-1]
+    assert last.x + last.width <= chart.width  # the plot's own units, no margins
+    shown = [c for c in chart.columns if c.show_label]
+    assert len(shown) <= 8
+    assert [c.minor for c in shown] == [i % 2 == 1 for i in range(len(shown))]
+
+
 def test_bar_chart_scales_to_the_largest_and_shortens_long_labels() -> None:
     long_id = "bytedance/seedance/2.0/fast/text-to-video-very-long"
     chart = charts.bar_chart([(long_id, 10), ("b", 5)], title="t", fmt=str)
