@@ -162,60 +162,68 @@ def column_chart(
     )
 
 
+# The row charts (spend per model or member, durations) are drawn in CSS px, never scaled:
+# each row's label sits on its own line above its bar, and bar lengths, value positions and
+# ticks are percentages of the plot's width, so the text keeps its CSS size at any width and
+# a long label never fights the bar for room. The value written past a bar's end overflows
+# into a right padding the stylesheet gives the chart (``.chart-rows--*``).
+
+
+def _pct(value: float) -> float:
+    return round(value, 2)
+
+
 @dataclass(frozen=True)
 class Bar:
-    y: float
-    text_y: float
+    y: float  # top of the bar, px
+    label_y: float  # baseline of the label above the bar, px
+    text_y: float  # baseline of the value beside the bar's end, px
     label: str
     short_label: str
-    width: float
+    width: float  # percent of the plot's width
     value_label: str
-    value_x: float
     title: str
     tone: str
 
 
 @dataclass(frozen=True)
 class _RowChart(_Chart):
-    """A chart of horizontal rows, each labelled to the left of ``plot_left``."""
+    """A chart of horizontal rows in CSS px (``width`` is unused: it fills its card)."""
 
-    plot_left: int
     bar_height: int
-
-    @property
-    def label_x(self) -> int:
-        return self.plot_left - 8
 
 
 @dataclass(frozen=True)
 class _Rows:
-    """Where the rows of a horizontal chart go: ``bar_h`` high, ``gap`` apart, labels left
-    of ``plot_left``, and each value written just past the end of its bar."""
+    """Where the rows of a horizontal chart go, in px: a line of label text, then a bar
+    ``bar_h`` high, then ``gap`` before the next row."""
 
     bar_h: int
     gap: int
-    plot_left: int
+    label_h: int = 17
 
     def top(self, index: int) -> int:
-        return index * (self.bar_h + self.gap) + 4
+        return index * (self.label_h + self.bar_h + self.gap)
+
+    def label_y(self, index: int) -> int:
+        return self.top(index) + 12
+
+    def bar_y(self, index: int) -> int:
+        return self.top(index) + self.label_h
 
     def text_y(self, index: int) -> float:
-        """The baseline that centres a line of text on the row's bar."""
-        return self.top(index) + self.bar_h / 2 + 5
-
-    def value_x(self, bar_width: float) -> float:
-        return _r(self.plot_left + bar_width + 6)
+        """The baseline that centres a line of 12 px text on the row's bar."""
+        return self.bar_y(index) + self.bar_h / 2 + 4
 
     def height(self, count: int) -> int:
         """Room for ``count`` rows, and for one when there are none (the "No data" chart)."""
-        return self.top(max(count, 1))
+        return self.top(max(count, 1)) - self.gap
 
 
 @dataclass(frozen=True)
 class BarChart(_RowChart):
     bars: tuple[Bar, ...]
     empty: bool
-    track_width: int = 0
 
 
 def bar_chart(
@@ -224,27 +232,24 @@ def bar_chart(
     title: str,
     fmt: Formatter,
     tones: Sequence[str] | None = None,
-    width: int = 480,
     limit: int = 12,
 ) -> BarChart:
     """Horizontal bars, largest first as given (e.g. spend per model or per member)."""
     shown = list(rows)[:limit]
-    layout = _Rows(bar_h=20, gap=8, plot_left=176)
-    value_room = 72
-    plot_w = width - layout.plot_left - value_room
+    layout = _Rows(bar_h=18, gap=10)
     peak = max((float(v) for _, v in shown), default=0.0)
     bars = []
     for index, (label, value) in enumerate(shown):
-        w = plot_w * float(value) / peak if peak > 0 else 0.0
+        share = 100 * float(value) / peak if peak > 0 else 0.0
         bars.append(
             Bar(
-                y=layout.top(index),
+                y=layout.bar_y(index),
+                label_y=layout.label_y(index),
                 text_y=layout.text_y(index),
                 label=label,
                 short_label=_short(label, 24),
-                width=_r(w),
+                width=_pct(share),
                 value_label=fmt(float(value)),
-                value_x=layout.value_x(w),
                 title=f"{label}: {fmt(float(value))}",
                 tone=tones[index] if tones else "accent",
             )
@@ -257,30 +262,39 @@ def bar_chart(
         else "No data."
     )
     return BarChart(
-        title, description, width, layout.height(len(shown)), layout.plot_left, layout.bar_h,
-        tuple(bars), peak <= 0, plot_w,
-    )  # fmt: skip
+        title, description, 0, layout.height(len(shown)), layout.bar_h, tuple(bars), peak <= 0
+    )
 
 
 @dataclass(frozen=True)
 class Range:
-    y: float
+    y: float  # top of the bar, px
+    label_y: float
     text_y: float
     label: str
     short_label: str
-    p90_width: float
-    median_x: float
+    p90_width: float  # percent of the plot's width
+    median_x: float  # percent of the plot's width
     marker_top: float
     marker_bottom: float
     value_label: str
-    value_x: float
     title: str
+
+
+@dataclass(frozen=True)
+class RangeTick:
+    x: float  # percent of the plot's width
+    label: str
+    # Where the plot is narrow, "minor" tick labels (every other one) are hidden, and where
+    # it is narrower still, all but the two ends (``inner``), so labels never overlap.
+    minor: bool
+    inner: bool
 
 
 @dataclass(frozen=True)
 class RangeChart(_RowChart):
     rows: tuple[Range, ...]
-    ticks: tuple[Tick, ...]
+    ticks: tuple[RangeTick, ...]
     axis_y: int
     empty: bool
 
@@ -294,37 +308,38 @@ def range_chart(
     *,
     title: str,
     fmt: Formatter,
-    width: int = 720,
     limit: int = 12,
 ) -> RangeChart:
     """Typical and slow durations per row: a bar to the 90th percentile, a tick at the median."""
     shown = list(rows)[:limit]
-    layout = _Rows(bar_h=18, gap=12, plot_left=220)
-    value_room = 150
-    plot_w = width - layout.plot_left - value_room
+    layout = _Rows(bar_h=16, gap=10)
     peak = max((float(p90) for _, _, p90 in shown), default=0.0)
     axis_max, step = nice_scale(peak)
     out = []
     for index, (label, median, p90) in enumerate(shown):
-        y = layout.top(index)
-        w = plot_w * float(p90) / axis_max
+        y = layout.bar_y(index)
         out.append(
             Range(
                 y=y,
+                label_y=layout.label_y(index),
                 text_y=layout.text_y(index),
                 label=label,
                 short_label=_short(label),
-                p90_width=_r(w),
-                median_x=_r(layout.plot_left + plot_w * float(median) / axis_max),
+                p90_width=_pct(100 * float(p90) / axis_max),
+                median_x=_pct(100 * float(median) / axis_max),
                 marker_top=y - 3,
                 marker_bottom=y + layout.bar_h + 3,
                 value_label=f"{fmt(float(median))} · {fmt(float(p90))}",
-                value_x=layout.value_x(w),
                 title=f"{label}: median {fmt(float(median))}, 90% under {fmt(float(p90))}",
             )
         )
-    axis_y = layout.height(len(shown))
-    ticks = _ticks(axis_max, step, fmt, lambda value: layout.plot_left + plot_w * value / axis_max)
+    axis_y = layout.height(len(shown)) + 6
+    raw = _ticks(axis_max, step, fmt, lambda v: 100 * v / axis_max)
+    ticks = tuple(
+        RangeTick(tick.pos, tick.label, minor=n % 2 == 1 and n < len(raw) - 1,
+                  inner=0 < n < len(raw) - 1)
+        for n, tick in enumerate(raw)
+    )  # fmt: skip
     description = (
         f"Median and 90th-percentile duration for {len(shown)} models; slowest 90th "
         f"percentile {fmt(peak)}."
@@ -332,8 +347,8 @@ def range_chart(
         else "No data."
     )
     return RangeChart(
-        title, description, width, axis_y + 22, layout.plot_left, layout.bar_h,
-        tuple(out), ticks, axis_y, empty=not shown,
+        title, description, 0, axis_y + 22, layout.bar_h, tuple(out), ticks, axis_y,
+        empty=not shown,
     )  # fmt: skip
 
 

@@ -353,10 +353,24 @@ def test_column_chart_places_day_labels_by_share_of_the_width_and_thins_them() -
 def test_bar_chart_scales_to_the_largest_and_shortens_long_labels() -> None:
     long_id = "bytedance/seedance/2.0/fast/text-to-video-very-long"
     chart = charts.bar_chart([(long_id, 10), ("b", 5)], title="t", fmt=str)
-    assert chart.bars[0].width == chart.track_width
-    assert chart.bars[1].width == chart.track_width / 2
+    # Bar lengths are percentages of the plot, which fills the card at any width.
+    assert chart.bars[0].width == 100
+    assert chart.bars[1].width == 50
+    # Each label has its own line above its bar, so a long one never runs into the bar.
+    assert chart.bars[0].label_y < chart.bars[0].y < chart.bars[1].label_y
     assert chart.bars[0].short_label.startswith("…") and len(chart.bars[0].short_label) <= 24
     assert chart.bars[0].title.startswith(long_id)
+
+
+def test_range_chart_places_bars_and_ticks_in_percent_and_thins_tick_labels() -> None:
+    chart = charts.range_chart([("a", 500, 1000), ("b", 250, 400)], title="t", fmt=str)
+    assert [t.x for t in chart.ticks] == [0, 25, 50, 75, 100]
+    assert chart.rows[0].p90_width == 100 and chart.rows[0].median_x == 50
+    assert chart.rows[1].p90_width == 40
+    # Narrow plots hide the minor tick labels, then all but the ends: never the ends.
+    assert [t.minor for t in chart.ticks] == [False, True, False, True, False]
+    assert [t.inner for t in chart.ticks] == [False, True, True, True, False]
+    assert chart.rows[-1].y + chart.bar_height < chart.axis_y < chart.label_y <= chart.height
 
 
 def test_stack_chart_shares() -> None:
