@@ -152,7 +152,9 @@ def test_out_of_order_callbacks_arrive_newest_first(
     with sandbox_faults.api(key) as client:
         for n in range(3):
             post_run(client, f"run number {n}", callback_url=callback_receiver.url)
-            time.sleep(0.1)
+            # Far enough apart that the runs end in launch order even on a loaded machine
+            # (0.1 s was not: two could end within a scheduler tick of each other).
+            time.sleep(0.5)
     received = callback_receiver.wait(3)
     order = [r.json()["run_id"] for r in received]
     runs = {rid: sandbox_faults.wait_for(key, rid) for rid in order}
