@@ -83,6 +83,9 @@ class Sender:
             config.callback_workers, thread_name_prefix="sandbox-callback"
         )
         self._held: list[Delivery] = []
+        # Which group of held callbacks a release is for: the hold timer of a group that
+        # already went out when its window filled must not release the next group early.
+        self._held_group = 0
         self._held_lock = threading.Lock()
         self._plans: dict[str, DeliveryPlan] = {}
 
@@ -151,13 +154,17 @@ class Sender:
             self._held.append(delivery)
             full = len(self._held) >= window["window"]
             first = len(self._held) == 1
+            group = self._held_group
         if full:
-            self.pool.submit(self._release)
+            self.pool.submit(self._release, group)
         elif first:
-            self.scheduler.call_later(window["hold_seconds"], self.pool, self._release)
+            self.scheduler.call_later(window["hold_seconds"], self.pool, self._release, group)
 
-    def _release(self) -> None:
+    def _release(self, group: int) -> None:
         with self._held_lock:
+            if group != self._held_group:
+                return  # that group was already sent
+            self._held_group += 1
             held, self._held = self._held, []
         for delivery in reversed(held):
             self._attempt(delivery, 1)
