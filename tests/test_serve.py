@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ import httpx
 import pytest
 
 from runs.management.commands.serve import RESTART_LIMIT
+from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("DATABASE_URL")), reason="serve's embedded default runs on SQLite"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -112,11 +106,7 @@ def serve(var_dir: Path, tmp_path: Path) -> Iterator[Serve]:
 def run_serve(var_dir: Path, tmp_path: Path, options: list[str], log_level: str) -> Iterator[Serve]:
     """``manage.py serve`` with ``options``, until the test is done with it."""
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS"}
-    }
+    env = child_env()
     env.update(RUNFLOW_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL=log_level)
     log_path = tmp_path / "serve.log"
     argv = [

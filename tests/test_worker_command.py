@@ -24,6 +24,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from runs.management.commands.worker import is_transient
+from tests.processes import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY_TIMEOUT = 1  # seconds; the lock below is held three times as long
@@ -70,11 +71,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     var_dir = tmp_path_factory.mktemp("worker-var")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS"}
-    }
+    env = child_env()
     env.update(
         RUNFLOW_VAR_DIR=str(var_dir),
         SQLITE_BUSY_TIMEOUT=str(BUSY_TIMEOUT),

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT = "@@control@@"
@@ -66,12 +67,6 @@ for line in sys.stdin:
     sys.stdout.write("{RESULT}" + json.dumps(answer, default=str) + "\\n")
     sys.stdout.flush()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ControlError(AssertionError):
@@ -345,11 +340,7 @@ def start_stack(
     """Sandbox, database, Demo team, web and workers; the caller calls ``stop()``."""
     web_ports = [free_port() for _ in range(webs)]
     sandbox_url = f"http://127.0.0.1:{free_port()}"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS"}
-    }
+    env = child_env()
     env.update(
         RUNFLOW_VAR_DIR=str(var_dir),
         SITE_URL=f"http://127.0.0.1:{web_ports[0]}",

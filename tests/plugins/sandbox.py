@@ -33,6 +33,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "canceled", "partial_succeeded")
 
@@ -45,14 +47,6 @@ FAST_ENV = {
     "SANDBOX_CALLBACK_TIMEOUT": "1",
     "SANDBOX_CALLBACK_ATTEMPTS": "4",
 }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -111,7 +105,7 @@ class Sandbox:
 
 
 def launch_sandbox(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Sandbox:
-    port = _free_port()
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     environment.update(FAST_ENV)
     environment.update(env or {})
