@@ -70,6 +70,8 @@ def on_worker_start() -> dict[str, Any]:
     """One sweep now, then make sure the periodic work is scheduled."""
     from runs.tasks.polling import reconcile
 
+    # The sweep also re-sends runs saved but never sent (their worker died, or their task
+    # was lost) and re-arms lost polls.
     counts = dict(reconcile.call())
     counts["cycle_started"] = ensure_reconcile_cycle()
     try:
@@ -81,9 +83,6 @@ def on_worker_start() -> dict[str, Any]:
     # The model catalog of every connected endpoint: fetched now if empty or stale; each
     # sync then schedules the next one (runs/tasks/catalog.py).
     from runs.tasks.catalog import ensure_catalogs
-    from runs.tasks.submit import resubmit_stranded
 
     counts["catalog_syncs_queued"] = ensure_catalogs()
-    # Runs saved but never sent (a worker died before submitting them).
-    counts["stranded_submits"] = resubmit_stranded()
     return counts
