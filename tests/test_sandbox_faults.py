@@ -162,6 +162,29 @@ def test_out_of_order_callbacks_arrive_newest_first(
     assert order == list(reversed(by_completion))
 
 
+def test_out_of_order_windows_are_per_organization(
+    sandbox_faults: Sandbox, callback_receiver: CallbackReceiver
+) -> None:
+    # Another organization's callback, held first, must not take a place in this one's window
+    # (the sandbox is shared: late callbacks of earlier tests used to fill it).
+    sandbox_faults.set_faults(callbacks={"out_of_order": {"window": 2, "hold_seconds": 4}})
+    other, mine = sandbox_faults.new_key(), sandbox_faults.new_key()
+    with sandbox_faults.api(other) as client:
+        lone = post_run(client, "held alone", callback_url=callback_receiver.url).json()
+    sandbox_faults.wait_for(other, lone["id"])
+    with sandbox_faults.api(mine) as client:
+        for n in range(2):
+            post_run(client, f"pair {n}", callback_url=callback_receiver.url)
+            time.sleep(0.5)
+    pair = callback_receiver.wait(2)
+    order = [r.json()["run_id"] for r in pair]
+    runs = {rid: sandbox_faults.wait_for(mine, rid) for rid in order}
+    assert lone["id"] not in order
+    assert order == sorted(order, key=lambda rid: runs[rid]["completed_at"], reverse=True)
+    (late,) = callback_receiver.wait(3)[2:]
+    assert late.json()["run_id"] == lone["id"]
+
+
 def test_dropped_callbacks_leave_polling_to_find_the_result(
     sandbox_faults: Sandbox, callback_receiver: CallbackReceiver
 ) -> None:

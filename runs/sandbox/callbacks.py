@@ -82,10 +82,13 @@ class Sender:
         self.pool = ThreadPoolExecutor(
             config.callback_workers, thread_name_prefix="sandbox-callback"
         )
-        self._held: list[Delivery] = []
+        # Held callbacks, per organization: one organization's callbacks are reordered among
+        # themselves, so a late callback of another organization never fills (or empties)
+        # its window.
+        self._held: dict[str, list[Delivery]] = {}
         # Which group of held callbacks a release is for: the hold timer of a group that
         # already went out when its window filled must not release the next group early.
-        self._held_group = 0
+        self._held_group: dict[str, int] = {}
         self._held_lock = threading.Lock()
         self._plans: dict[str, DeliveryPlan] = {}
 
@@ -150,22 +153,26 @@ class Sender:
     # ---- out of order: hold a few, then send them newest first ----
 
     def _hold(self, delivery: Delivery, window: dict[str, float]) -> None:
+        org_id = delivery.org_id
         with self._held_lock:
-            self._held.append(delivery)
-            full = len(self._held) >= window["window"]
-            first = len(self._held) == 1
-            group = self._held_group
+            held = self._held.setdefault(org_id, [])
+            held.append(delivery)
+            full = len(held) >= window["window"]
+            first = len(held) == 1
+            group = self._held_group.get(org_id, 0)
         if full:
-            self.pool.submit(self._release, group)
+            self.pool.submit(self._release, org_id, group)
         elif first:
-            self.scheduler.call_later(window["hold_seconds"], self.pool, self._release, group)
+            self.scheduler.call_later(
+                window["hold_seconds"], self.pool, self._release, org_id, group
+            )
 
-    def _release(self, group: int) -> None:
+    def _release(self, org_id: str, group: int) -> None:
         with self._held_lock:
-            if group != self._held_group:
+            if group != self._held_group.get(org_id, 0):
                 return  # that group was already sent
-            self._held_group += 1
-            held, self._held = self._held, []
+            self._held_group[org_id] = group + 1
+            held = self._held.pop(org_id, [])
         for delivery in reversed(held):
             self._attempt(delivery, 1)
 
