@@ -150,7 +150,10 @@ def _ledger_checks(
         for entry in ledger["callbacks"]
         if entry.get("run_id") in mine and (entry.get("status_code") or 0) // 100 == 2
     }
-    stored = set(report["request_ids"])
+    # Read what the site stored *after* the sandbox's ledger: a callback acknowledged after the
+    # convergence report (a late duplicate of a run polling had already finished) was stored
+    # before the site answered 2xx, so it is in this read, and missing only if really lost.
+    stored = set(stack.run(f"result = report({uuids!r})")["request_ids"])
     measure.acknowledged = len(acknowledged)
     measure.lost = len(acknowledged - stored)
     upstream = stack.run(f"result = upstream({uuids!r})")

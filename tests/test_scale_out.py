@@ -111,7 +111,10 @@ def test_two_webs_two_workers_process_nothing_twice(pg_stack: Stack) -> None:
         for e in ledger["callbacks"]
         if e.get("run_id") in mine and (e.get("status_code") or 0) // 100 == 2
     }
-    lost = acknowledged - set(report["request_ids"])
+    # The site's ledger is read after the sandbox's: a callback acknowledged after the report
+    # above (a late duplicate) was stored before the site answered 2xx, so it is in this read.
+    stored = stack.run(f"result = report({uuids!r})")["request_ids"]
+    lost = acknowledged - set(stored)
     assert not lost, f"lost {len(lost)} / {len(acknowledged)} acknowledged callbacks"
     ports = Counter(e["url"].split("/")[2] for e in ledger["callbacks"] if e.get("run_id") in mine)
     assert len(ports) == 2, f"callbacks reached only {list(ports)}"
