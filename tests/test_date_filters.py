@@ -83,6 +83,12 @@ def test_history_gallery_and_exports_refuse_an_out_of_range_day(
         assert str(run.uuid) in body(response), fmt
 
 
+def test_history_date_pickers_offer_only_the_accepted_days(cast: Cast) -> None:
+    html = cast.client_for("member").get(reverse("runs:team", args=[cast.team.uuid])).content
+    for field in ("since", "until"):
+        assert re.search(rf'name="{field}" min="2000-01-01" max="2099-12-31"', html.decode()), field
+
+
 def test_history_names_the_refused_date(cast: Cast) -> None:
     filters = HistoryFilters.from_query(_query(since="2026-13-01", until="9999-12-31"))
     assert filters.since is None and filters.until is None

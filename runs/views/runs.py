@@ -28,6 +28,7 @@ from django_htmx.middleware import HtmxDetails
 
 from runs.access import AuthedRequest, membership_for, run_for
 from runs.connection import ConnectionUnavailable, client_for_team
+from runs.dates import EARLIEST, LATEST
 from runs.history import (
     STATUS_CHOICES,
     HistoryFilters,
@@ -140,6 +141,9 @@ def _history_context(
         "runs": page.items,
         **_rows_poll(membership.team, _live_ids(page.items), watch=watch, top=top),
         "status_choices": STATUS_CHOICES,
+        # The date pickers offer only the days the filters accept (runs.dates).
+        "earliest_day": EARLIEST,
+        "latest_day": LATEST,
         "model_choices": model_choices(membership.team),
         "members": membership.team.memberships.select_related("user").order_by("user__username"),
         "filter_params": filters.params(),
