@@ -55,6 +55,9 @@ KIND_CHOICES: list[tuple[str, str]] = [
 # A run whose outputs are still being copied keeps refreshing for a while after it ends, so
 # thumbnails appear without a reload; an archive that never finishes must not poll forever.
 ARCHIVE_WATCH = timedelta(minutes=10)
+# A run a callback finished gets its cost from one more read a moment later
+# (runs.tasks.details); its row keeps refreshing that long so the cost appears in place.
+DETAILS_WATCH = timedelta(minutes=2)
 
 
 def _parse_uuid(value: str | None) -> uuid.UUID | None:
@@ -324,12 +327,17 @@ def input_order(runs: Iterable[Run]) -> list[str]:
 def needs_refresh(run: Run, outputs: Iterable[Output] | None = None) -> bool:
     """Whether a page showing this run should keep polling it.
 
-    In flight, obviously; and for a while after success, until every output has been copied
-    into our storage, so the images appear without a reload.
+    In flight, obviously; and for a while after the end, until every output has been copied
+    into our storage and the cost has arrived, so both appear without a reload.
     """
     if run.status in IN_FLIGHT:
         return True
-    if run.completed_at is None or timezone.now() - run.completed_at > ARCHIVE_WATCH:
+    if run.completed_at is None:
+        return False
+    since_end = timezone.now() - run.completed_at
+    if run.cost is None and run.runflow_id is not None and since_end <= DETAILS_WATCH:
+        return True
+    if since_end > ARCHIVE_WATCH:
         return False
     pending = {ArchiveState.PENDING, ArchiveState.FAILED}
     items = outputs if outputs is not None else run.outputs.all()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -11,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from runs import history
 from runs.history import HistoryFilters, page_runs, team_runs
 from runs.models import ArchiveState, Star, Status
 from tests.conftest import READ_EXPECTED, WRITE_EXPECTED, Cast, assert_access
@@ -350,6 +353,30 @@ def test_rows_keep_polling_until_outputs_are_archived(cast: Cast) -> None:
     response = cast.client_for("member").get(url, **HTMX)
     assert response.status_code == 286
     assert "<img" in response.content.decode()
+
+
+def test_a_row_finished_by_callback_keeps_polling_until_its_cost_arrives(cast: Cast) -> None:
+    # A callback carries no cost; one more read brings it a moment later (runs.tasks.details).
+    run = make_run(
+        cast.team, cast.member, completed_at=timezone.now(), cost=None, runflow_id=uuid.uuid4()
+    )
+    add_output(run)
+    url = reverse("runs:run_rows", args=[cast.team.uuid]) + f"?ids={run.uuid}"
+    client = cast.client_for("member")
+    assert client.get(url, **HTMX).status_code == 200
+    run.cost = Decimal("0.15")
+    run.save(update_fields=["cost"])
+    response = client.get(url, **HTMX)
+    assert response.status_code == 286
+    assert "$0.15" in response.content.decode()
+
+
+def test_a_cost_that_never_comes_does_not_poll_forever(cast: Cast) -> None:
+    ended = timezone.now() - history.DETAILS_WATCH - timedelta(seconds=1)
+    run = make_run(cast.team, cast.member, completed_at=ended, cost=None, runflow_id=uuid.uuid4())
+    add_output(run)
+    url = reverse("runs:run_rows", args=[cast.team.uuid]) + f"?ids={run.uuid}"
+    assert cast.client_for("member").get(url, **HTMX).status_code == 286
 
 
 def test_partials_are_a_small_fraction_of_the_page(cast: Cast) -> None:
