@@ -197,13 +197,11 @@ def search(
     learns it is gone (the card says so) instead of "no model matches"."""
     models = models_for(api_url)
     if q:
-        models = models.order_by("-is_available", "display_name", "model_id")
-    else:
-        models = models.filter(is_available=True)
-    if q:
         models = models.filter(
             Q(display_name__icontains=q) | Q(model_id__icontains=q) | Q(description__icontains=q)
-        )
+        ).order_by("-is_available", "display_name", "model_id")
+    else:
+        models = models.filter(is_available=True)
     if category:
         models = models.filter(category=category)
     if kind:

@@ -145,7 +145,7 @@ def column_chart(
                 label=label,
                 title=tooltip,
                 show_label=index % every == 0,
-                label_x=round(100 * (index + 0.5) / max(len(points), 1), 2),
+                label_x=_pct(100 * (index + 0.5) / max(len(points), 1)),
                 minor=(index // every) % 2 == 1,
             )
         )

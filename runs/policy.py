@@ -139,17 +139,13 @@ class Restriction:
     blocks: bool  # whether it stops this person from launching
 
 
-def restrictions(
-    membership: Membership, model_ids: Iterable[str] | None = None
-) -> dict[str, Restriction]:
-    """The restrictions of the team's policies on ``model_ids`` (all, if None), one query.
+def restrictions(membership: Membership, model_ids: Iterable[str]) -> dict[str, Restriction]:
+    """The restrictions of the team's policies on ``model_ids``, in one query.
 
     Only policies that restrict anything are returned; the launch itself is still decided
     by ``check_launch``, this only says beforehand what it will say.
     """
-    policies = ModelPolicy.objects.filter(team=membership.team)
-    if model_ids is not None:
-        policies = policies.filter(model_id__in=list(model_ids))
+    policies = ModelPolicy.objects.filter(team=membership.team, model_id__in=list(model_ids))
     found = {}
     for policy in policies:
         restriction = _restriction(membership, policy)

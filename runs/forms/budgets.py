@@ -6,13 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.core.validators import (
-    MaxValueValidator,
-    MinValueValidator,
-    ProhibitNullCharactersValidator,
-)
+from django.core.validators import MaxValueValidator, MinValueValidator
 
-from runs.forms.launch import clean_model_id
+from runs.forms.launch import clean_model_id, drop_null_character_check
 from runs.models import Membership, Role, Team
 
 MONEY_HELP = "US dollars, as Runflow bills. Leave empty for no limit."
@@ -84,10 +80,7 @@ class ModelPolicyForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A NUL is just one more character a model id cannot hold: one message for all.
-        field = self.fields["model_id"]
-        field.validators = [
-            v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)
-        ]
+        drop_null_character_check(self.fields["model_id"])
 
     def clean_model_id(self) -> str:
         """The launch form's rule: any well-formed id, listed in the catalog or not.

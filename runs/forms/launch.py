@@ -65,6 +65,14 @@ def no_control_characters(value: str) -> None:
         raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE, code="control_characters")
 
 
+def drop_null_character_check(field: forms.Field) -> None:
+    """Remove Django's NUL-only check from a field whose own check refuses NUL too, so the
+    person reads one message for every bad character instead of Django's narrower one."""
+    field.validators = [
+        v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)
+    ]
+
+
 def refuse_control_characters(field: forms.Field) -> None:
     """Say "control characters" where Django would say "null characters" of a NUL only.
 
@@ -72,9 +80,7 @@ def refuse_control_characters(field: forms.Field) -> None:
     on the field, instead of Django's narrower one.
     """
     if isinstance(field, forms.CharField):
-        field.validators = [
-            v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)
-        ]
+        drop_null_character_check(field)
         field.validators.append(no_control_characters)
 
 

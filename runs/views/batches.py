@@ -30,14 +30,12 @@ from runs.launching import (
     mark_finished,
     progress,
     retry_failed,
-    unavailable_message,
 )
 from runs.models import ArchiveState, Batch, Membership, OutputKind, Role, Run
-from runs.policy import restriction_for
 from runs.pricing import format_usd
 from runs.uploads import UploadFailed, send_uploads
 from runs.views.catalog import HtmxRequest
-from runs.views.launch import Target, load_target
+from runs.views.launch import Target, launch_notices, load_target
 
 # How long a finished batch's page keeps refreshing while outputs are still being copied.
 COPY_WAIT = timedelta(minutes=2)
@@ -73,11 +71,6 @@ def batch_new(request: HttpRequest, team: UUID, model_id: str) -> HttpResponse:
         if isinstance(outcome, HttpResponse):
             return outcome
         page = outcome
-    # Said before anyone presses Launch, as on the single launch form: a model Runflow no
-    # longer offers, and a team policy that keeps this person from launching it. The
-    # launch itself still checks both (decide()); this only turns the button off early.
-    unavailable = unavailable_message(target.model)
-    restriction = restriction_for(membership, target.model_id)
     return render(
         request,
         "runs/batch_new.html",
@@ -89,9 +82,7 @@ def batch_new(request: HttpRequest, team: UUID, model_id: str) -> HttpResponse:
             "form": base,
             "launch_token": _token(request) or uuid.uuid4(),
             "blocker": launch_blocker(membership.team),
-            "unavailable": unavailable,
-            "restriction": restriction,
-            "launch_off": bool(unavailable or (restriction and restriction.blocks)),
+            **launch_notices(membership, target),
             **page,
         },
     )

@@ -18,11 +18,11 @@ from runs.access import AuthedRequest, membership_for
 from runs.forms.inputs import parse_inputs
 from runs.forms.launch import ModelIdForm
 from runs.forms.presets import preset_fit
-from runs.launching import team_api_url, unavailable_message
+from runs.launching import team_api_url
 from runs.models import OutputKind, Preset, Role, RunflowModel
-from runs.policy import restriction_for, restrictions
+from runs.policy import restrictions
 from runs.tasks.catalog import request_sync, sync_if_empty
-from runs.views.launch import load_target
+from runs.views.launch import launch_notices, load_target
 
 PAGE_SIZE = 48
 
@@ -106,8 +106,6 @@ def model_detail(request: HttpRequest, team: UUID, model_id: str) -> HttpRespons
         .order_by("-created_at", "-id")[:12]
     )
     presets = Preset.objects.filter(team=membership.team, model_id=model.model_id)
-    unavailable = unavailable_message(model)
-    restriction = restriction_for(membership, model.model_id)
     return render(
         request,
         "runs/model_detail.html",
@@ -119,9 +117,7 @@ def model_detail(request: HttpRequest, team: UUID, model_id: str) -> HttpRespons
             "examples": [e for e in model.examples if isinstance(e, dict)][:6],
             "recent": recent,
             "presets": [(p, preset_fit(p.input, parsed)) for p in presets],
-            "unavailable": unavailable,
-            "restriction": restriction,
-            "launch_off": bool(unavailable or (restriction and restriction.blocks)),
+            **launch_notices(membership, target),
         },
     )
 

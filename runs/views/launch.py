@@ -196,10 +196,6 @@ def render_launch(
         )
     )
     token = _uuid(request.POST.get("launch_token")) if request.method == "POST" else None
-    # Said before anyone presses Launch, not after: a model Runflow no longer offers, and a
-    # team policy that keeps this person from launching it. The launch checks both again.
-    unavailable = unavailable_message(target.model)
-    restriction = restriction_for(membership, target.model_id)
     context = {
         "team": membership.team,
         "membership": membership,
@@ -215,12 +211,26 @@ def render_launch(
         "expected": _expected_duration(membership, target.model_id),
         "estimate": _estimate_text(target, shown),
         "blocker": launch_blocker(membership.team),
-        "unavailable": unavailable,
-        "restriction": restriction,
-        "launch_off": bool(unavailable or (restriction and restriction.blocks)),
+        **launch_notices(membership, target),
         **extra,
     }
     return render(request, "runs/launch.html", context)
+
+
+def launch_notices(membership: Membership, target: Target) -> dict[str, Any]:
+    """What the launch form, the batch form and the model page say before anyone presses
+    Launch: a model Runflow no longer offers (``unavailable``), a team policy on it
+    (``restriction``), and whether either turns the Launch button off (``launch_off``).
+
+    The launch itself checks both again (``decide``); this only says so early.
+    """
+    unavailable = unavailable_message(target.model)
+    restriction = restriction_for(membership, target.model_id)
+    return {
+        "unavailable": unavailable,
+        "restriction": restriction,
+        "launch_off": bool(unavailable or (restriction and restriction.blocks)),
+    }
 
 
 @login_required

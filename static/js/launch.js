@@ -33,7 +33,10 @@
         button.dataset.disabledBySubmit = "1";
       });
       var primary = form.querySelector("[data-submit-once]");
-      if (primary && launching) primary.textContent = "Launching…";
+      if (primary && launching) {
+        primary.dataset.label = primary.textContent; // put back on pageshow
+        primary.textContent = "Launching…";
+      }
     }, 0);
   });
   // Back/forward cache: a page restored after a launch must be usable again. Only the
@@ -47,7 +50,11 @@
         delete button.dataset.disabledBySubmit;
       });
       var primary = form.querySelector("[data-submit-once]");
-      if (primary && primary.textContent === "Launching…") primary.textContent = "Launch";
+      // Its own label: "Launch" on the launch form, "Launch batch" on the batch form.
+      if (primary && primary.dataset.label) {
+        primary.textContent = primary.dataset.label;
+        delete primary.dataset.label;
+      }
       if (event.persisted) previewSoon(form, 0);
     });
   });
