@@ -25,6 +25,7 @@ from runs.connection import connect_key, paste_secret
 from runs.connection import keys as connection_keys
 from runs.models import RunflowKey, RunflowModel, Team
 from runs.runflow import RunflowClient
+from tests.conftest import Cast
 
 KEY = "rf_live_LaunchTestKey0123456789"
 SECRET = "whsec_LaunchTestSecret0123456789"
@@ -98,6 +99,14 @@ def make_model(
     }
     defaults.update(fields)
     return RunflowModel.objects.create(api_url=api_url(), model_id=model_id, **defaults)
+
+
+@pytest.fixture
+def ready(cast: Cast) -> Cast:
+    """The cast's team connected, with the text-to-image model (``make_model()``) listed."""
+    connect(cast.team)
+    make_model()
+    return cast
 
 
 @dataclass

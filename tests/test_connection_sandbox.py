@@ -19,22 +19,18 @@ from runs.connection import (
     connect_sandbox,
     create_secret,
 )
-from runs.models import CallbackSecret, Run, RunflowKey
+from runs.launching import launch_run
+from runs.models import CallbackSecret, Membership, Run, RunflowKey, Status
 from runs.runflow.signing import verify
+from runs.tasks.polling import fetch_and_apply
+from runs.tasks.submit import submit_run
 from tests.conftest import Cast
-from tests.plugins.live import free_port
 from tests.plugins.sandbox import CallbackReceiver, Sandbox
+from tests.processes import free_port
 
 pytestmark = pytest.mark.sandbox
 
 MODEL = "google/nano-banana-pro"
-
-
-@pytest.fixture
-def on_sandbox(sandbox: Sandbox, settings: Any) -> Sandbox:
-    settings.SANDBOX_ENABLED = True
-    settings.SANDBOX_URL = sandbox.url
-    return sandbox
 
 
 def org_requests(sandbox: Sandbox, org_id: str) -> list[dict[str, Any]]:
@@ -170,18 +166,19 @@ def test_connect_sandbox_wires_the_team_and_is_idempotent(cast: Cast, on_sandbox
     assert list(CallbackSecret.objects.filter(team=cast.team)) == [secret]
 
 
-def test_an_admin_cancels_a_run_with_the_teams_service_key(cast: Cast, on_sandbox: Sandbox) -> None:
-    from runs.launching import launch_run
-    from runs.models import Membership, Status
-    from runs.tasks.polling import fetch_and_apply
-    from runs.tasks.submit import submit_run
-
-    key = on_sandbox.new_key(admin=True)
-    connect_key(cast.team, label="Service", api_url=on_sandbox.url, plain=key, make_default=True)
+def submitted_by_the_admin(cast: Cast, prompt: str) -> Run:
+    """A run the team's admin launched, as the launch form does, once it is sent."""
     admin = Membership.objects.get(team=cast.team, user=cast.admin)
-    run = launch_run(admin, MODEL, {"prompt": "a slow fox [slow]"})
+    run = launch_run(admin, MODEL, {"prompt": prompt})
     submit_run.enqueue(run.pk)
     run.refresh_from_db()
+    return run
+
+
+def test_an_admin_cancels_a_run_with_the_teams_service_key(cast: Cast, on_sandbox: Sandbox) -> None:
+    key = on_sandbox.new_key(admin=True)
+    connect_key(cast.team, label="Service", api_url=on_sandbox.url, plain=key, make_default=True)
+    run = submitted_by_the_admin(cast, "a slow fox [slow]")
     assert run.runflow_id is not None and run.is_in_flight
     url = reverse("runs:cancel", args=[cast.team.uuid, run.uuid])
     page = cast.client_for("admin").get(reverse("runs:run", args=[cast.team.uuid, run.uuid]))
@@ -196,10 +193,6 @@ def test_an_admin_cancels_a_run_with_the_teams_service_key(cast: Cast, on_sandbo
 def test_cancel_is_not_offered_without_a_service_key_of_the_runs_organisation(
     cast: Cast, on_sandbox: Sandbox
 ) -> None:
-    from runs.launching import launch_run
-    from runs.models import Membership
-    from runs.tasks.submit import submit_run
-
     connect_key(
         cast.team,
         label="Live",
@@ -211,10 +204,7 @@ def test_cancel_is_not_offered_without_a_service_key_of_the_runs_organisation(
     connect_key(
         cast.team, label="Other org", api_url=on_sandbox.url, plain=on_sandbox.new_key(admin=True)
     )
-    admin = Membership.objects.get(team=cast.team, user=cast.admin)
-    run = launch_run(admin, MODEL, {"prompt": "a slow owl [slow]"})
-    submit_run.enqueue(run.pk)
-    run.refresh_from_db()
+    run = submitted_by_the_admin(cast, "a slow owl [slow]")
     url = reverse("runs:cancel", args=[cast.team.uuid, run.uuid])
     page = cast.client_for("admin").get(reverse("runs:run", args=[cast.team.uuid, run.uuid]))
     html = page.content.decode()

@@ -13,19 +13,14 @@ from runs.forms.inputs import parse_inputs
 from runs.forms.schema import InputSchema
 from runs.models import Preset, Run
 from tests.conftest import Cast
-from tests.launch_support import TEXT_TO_IMAGE_INPUTS, connect, make_model
+from tests.launch_support import TEXT_TO_IMAGE_INPUTS, ready
 from tests.test_launch_form import form_for
+
+__all__ = ["ready"]
 
 pytestmark = pytest.mark.django_db
 
 MODEL = "acme/text-to-image"
-
-
-@pytest.fixture
-def ready(cast: Cast) -> Cast:
-    connect(cast.team)
-    make_model(MODEL)
-    return cast
 
 
 def launch(cast: Cast, who: str = "member", **fields: str) -> Any:

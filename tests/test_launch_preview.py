@@ -20,20 +20,15 @@ from runs.connection import connect_key
 from runs.models import Preset
 from runs.runflow import RunflowClient
 from tests.conftest import Cast, assert_access
-from tests.launch_support import KEY, connect, make_model
+from tests.launch_support import KEY, ready
 from tests.plugins.sandbox import Sandbox
+
+__all__ = ["ready"]
 
 pytestmark = pytest.mark.django_db
 
 MODEL = "acme/text-to-image"
 PREVIEW_ACCESS = {None: 302, "outsider": 404, "viewer": 403, "member": 200, "admin": 200}
-
-
-@pytest.fixture
-def ready(cast: Cast) -> Cast:
-    connect(cast.team)
-    make_model(MODEL)
-    return cast
 
 
 def preview_url(cast: Cast, model_id: str = MODEL) -> str:
@@ -102,19 +97,13 @@ def test_a_raw_json_model_previews_its_json(ready: Cast) -> None:
 
 
 @pytest.mark.sandbox
-def test_the_copied_curl_is_accepted_by_the_sandbox(
-    cast: Cast, sandbox: Sandbox, settings: Any
-) -> None:
+def test_the_copied_curl_is_accepted_by_the_sandbox(cast: Cast, on_sandbox: Sandbox) -> None:
     """The command as copied, run by a shell with only $RUNFLOW_API_KEY set: Runflow takes it."""
-    settings.SANDBOX_ENABLED = True
-    settings.SANDBOX_URL = sandbox.url
-    key = sandbox.new_key()
-    connect_key(
-        cast.team, label="Sandbox", api_url=sandbox.url, plain=key, make_default=True, check=False
-    )
-    with RunflowClient(sandbox.url, key) as client:  # just this model's catalog entry
+    key, api = on_sandbox.new_key(), on_sandbox.url
+    connect_key(cast.team, label="Sandbox", api_url=api, plain=key, make_default=True, check=False)
+    with RunflowClient(api, key) as client:  # just this model's catalog entry
         info = client.get_model("google/nano-banana-pro")
-    catalog._upsert(sandbox.url.rstrip("/"), info, covers=False)
+    catalog._upsert(api.rstrip("/"), info, covers=False)
     url = reverse("runs:launch_preview", args=[cast.team.uuid, "google/nano-banana-pro"])
     answer = cast.client_for("member").post(
         url, {"input-prompt": "A lighthouse at dawn", "input-num_images": "2"}

@@ -16,9 +16,9 @@ from django.urls import reverse
 from runs.models import ModelPolicy, Run, Status
 from runs.tasks.submit import submit_run
 from tests.conftest import READ_EXPECTED, WRITE_EXPECTED, Cast, assert_access
-from tests.launch_support import FakeRunflow, connect, fake_runflow, make_model
+from tests.launch_support import FakeRunflow, connect, fake_runflow, make_model, ready
 
-__all__ = ["fake_runflow"]
+__all__ = ["fake_runflow", "ready"]
 
 pytestmark = pytest.mark.django_db
 
@@ -29,12 +29,6 @@ LAUNCHERS_ONLY = {**READ_EXPECTED, "viewer": 403}
 def connected(cast: Cast) -> None:
     connect(cast.team)
     make_model(MODEL)
-
-
-@pytest.fixture
-def ready(cast: Cast) -> Cast:
-    connected(cast)
-    return cast
 
 
 def launch_url(cast: Cast, model_id: str = MODEL) -> str:

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from runs.connection import connect_key
 from runs.models import ModelPolicy, Role, Run, Status
+from runs.tasks.submit import submit_run
 from tests.conftest import Cast
 from tests.launch_support import connect, make_model
+from tests.plugins.sandbox import Sandbox
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +23,7 @@ MODEL = "acme/text-to-image"
 OTHER = "acme/sketch"
 RETIRED = "acme/old-image"
 ADMINS_ONLY = "Only team admins can launch this model."
+FORMS = ["runs:launch", "runs:batch_new"]  # both say why before Launch is pressed
 
 
 @pytest.fixture
@@ -68,33 +72,17 @@ def test_the_catalog_card_says_admins_only_and_offers_members_no_launch(ready: C
     assert "Admins only" in card(admin, MODEL) and "Launch</a>" in card(admin, MODEL)
 
 
-def test_the_launch_form_says_admins_only_and_disables_launch_for_members(ready: Cast) -> None:
+@pytest.mark.parametrize("form", FORMS)
+def test_the_forms_say_admins_only_and_disable_launch_for_members(ready: Cast, form: str) -> None:
     admin_only(ready)
-    member = page(ready, "member", "runs:launch", MODEL)
+    member = page(ready, "member", form, MODEL)
     assert ADMINS_ONLY in member
     assert "disabled" in launch_button(member)
-    admin = page(ready, "admin", "runs:launch", MODEL)
-    assert "disabled" not in launch_button(admin)
-    assert "disabled" not in launch_button(page(ready, "member", "runs:launch", OTHER))
-
-
-def test_the_batch_form_says_admins_only_and_disables_launch_for_members(ready: Cast) -> None:
-    admin_only(ready)
-    member = page(ready, "member", "runs:batch_new", MODEL)
-    assert ADMINS_ONLY in member
-    assert "disabled" in launch_button(member)
-    admin = page(ready, "admin", "runs:batch_new", MODEL)
+    admin = page(ready, "admin", form, MODEL)
     assert ADMINS_ONLY in admin and "You are one." in admin
     assert "disabled" not in launch_button(admin)
-    other = page(ready, "member", "runs:batch_new", OTHER)
+    other = page(ready, "member", form, OTHER)
     assert ADMINS_ONLY not in other and "disabled" not in launch_button(other)
-
-
-def test_the_batch_form_of_a_model_the_team_does_not_allow_has_launch_off(ready: Cast) -> None:
-    ModelPolicy.objects.create(team=ready.team, model_id=MODEL, allowed=False)
-    html = page(ready, "admin", "runs:batch_new", MODEL)
-    assert "This model is not allowed in Acme." in html
-    assert "disabled" in launch_button(html)
 
 
 def test_the_model_page_says_admins_only_to_members(ready: Cast) -> None:
@@ -107,9 +95,10 @@ def test_the_model_page_says_admins_only_to_members(ready: Cast) -> None:
 def test_a_model_the_team_does_not_allow_is_said_to_everyone(ready: Cast) -> None:
     ModelPolicy.objects.create(team=ready.team, model_id=MODEL, allowed=False)
     for who in ("member", "admin"):
-        html = page(ready, who, "runs:launch", MODEL)
-        assert "This model is not allowed in Acme." in html
-        assert "disabled" in launch_button(html)
+        for form in FORMS:
+            html = page(ready, who, form, MODEL)
+            assert "This model is not allowed in Acme." in html, (who, form)
+            assert "disabled" in launch_button(html), (who, form)
         assert "Launch</a>" not in card(page(ready, who, "runs:models"), MODEL)
 
 
@@ -179,18 +168,13 @@ def test_run_again_of_a_retired_model_is_refused(ready: Cast) -> None:
 
 @pytest.mark.sandbox
 def test_a_run_of_a_retired_sandbox_model_fails_in_plain_words(
-    cast: Cast, sandbox: Any, settings: Any
+    cast: Cast, on_sandbox: Sandbox
 ) -> None:
-    from runs.connection import connect_key
-    from runs.tasks.submit import submit_run
-
-    settings.SANDBOX_ENABLED = True
-    settings.SANDBOX_URL = sandbox.url
     key, _ = connect_key(
         cast.team,
         label="Sandbox",
-        api_url=sandbox.url,
-        plain=sandbox.new_key(),
+        api_url=on_sandbox.url,
+        plain=on_sandbox.new_key(),
         make_default=True,
         check=False,
     )
@@ -199,7 +183,7 @@ def test_a_run_of_a_retired_sandbox_model_fails_in_plain_words(
         team=cast.team,
         created_by=cast.member,
         key=key,
-        api_url=sandbox.url.rstrip("/"),
+        api_url=on_sandbox.url.rstrip("/"),
         model_id="black-forest-labs/flux-1.1-pro",
         input={"prompt": "a cat"},
     )

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.plugins.sandbox import CallbackReceiver, Sandbox, stop_sandbox
+from tests.plugins.sandbox import CallbackReceiver, Received, Sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -145,22 +145,30 @@ def test_duplicate_callbacks_arrive_together(
     assert all(a["status_code"] == 200 for a in attempts)
 
 
+def post_runs_apart(sandbox: Sandbox, key: str, prompt: str, count: int, callback_url: str) -> None:
+    """``count`` runs, far enough apart that they end in launch order even on a loaded
+    machine (0.1 s was not: two could end within a scheduler tick of each other)."""
+    with sandbox.api(key) as client:
+        for n in range(count):
+            post_run(client, f"{prompt} {n}", callback_url=callback_url)
+            time.sleep(0.5)
+
+
+def assert_newest_first(sandbox: Sandbox, key: str, received: list[Received]) -> list[str]:
+    """The callbacks came in the reverse order of their runs' completion; their run ids."""
+    order = [r.json()["run_id"] for r in received]
+    runs = {rid: sandbox.wait_for(key, rid) for rid in order}
+    assert order == sorted(order, key=lambda rid: runs[rid]["completed_at"], reverse=True)
+    return order
+
+
 def test_out_of_order_callbacks_arrive_newest_first(
     sandbox_faults: Sandbox, callback_receiver: CallbackReceiver
 ) -> None:
     sandbox_faults.set_faults(callbacks={"out_of_order": {"window": 3, "hold_seconds": 10}})
     key = sandbox_faults.new_key()
-    with sandbox_faults.api(key) as client:
-        for n in range(3):
-            post_run(client, f"run number {n}", callback_url=callback_receiver.url)
-            # Far enough apart that the runs end in launch order even on a loaded machine
-            # (0.1 s was not: two could end within a scheduler tick of each other).
-            time.sleep(0.5)
-    received = callback_receiver.wait(3)
-    order = [r.json()["run_id"] for r in received]
-    runs = {rid: sandbox_faults.wait_for(key, rid) for rid in order}
-    by_completion = sorted(order, key=lambda rid: runs[rid]["completed_at"])
-    assert order == list(reversed(by_completion))
+    post_runs_apart(sandbox_faults, key, "run number", 3, callback_receiver.url)
+    assert_newest_first(sandbox_faults, key, callback_receiver.wait(3))
 
 
 def test_out_of_order_windows_are_per_organization(
@@ -173,15 +181,9 @@ def test_out_of_order_windows_are_per_organization(
     with sandbox_faults.api(other) as client:
         lone = post_run(client, "held alone", callback_url=callback_receiver.url).json()
     sandbox_faults.wait_for(other, lone["id"])
-    with sandbox_faults.api(mine) as client:
-        for n in range(2):
-            post_run(client, f"pair {n}", callback_url=callback_receiver.url)
-            time.sleep(0.5)
-    pair = callback_receiver.wait(2)
-    order = [r.json()["run_id"] for r in pair]
-    runs = {rid: sandbox_faults.wait_for(mine, rid) for rid in order}
+    post_runs_apart(sandbox_faults, mine, "pair", 2, callback_receiver.url)
+    order = assert_newest_first(sandbox_faults, mine, callback_receiver.wait(2))
     assert lone["id"] not in order
-    assert order == sorted(order, key=lambda rid: runs[rid]["completed_at"], reverse=True)
     (late,) = callback_receiver.wait(3)[2:]
     assert late.json()["run_id"] == lone["id"]
 

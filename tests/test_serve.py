@@ -106,8 +106,7 @@ def serve(var_dir: Path, tmp_path: Path) -> Iterator[Serve]:
 def run_serve(var_dir: Path, tmp_path: Path, options: list[str], log_level: str) -> Iterator[Serve]:
     """``manage.py serve`` with ``options``, until the test is done with it."""
     port = free_port()
-    env = child_env()
-    env.update(RUNFLOW_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL=log_level)
+    env = child_env(RUNFLOW_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL=log_level)
     log_path = tmp_path / "serve.log"
     argv = [
         sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "1",

@@ -71,8 +71,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     var_dir = tmp_path_factory.mktemp("worker-var")
-    env = child_env()
-    env.update(
+    env = child_env(
         RUNFLOW_VAR_DIR=str(var_dir),
         SQLITE_BUSY_TIMEOUT=str(BUSY_TIMEOUT),
         PYTHONUNBUFFERED="1",

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.e2e.test_history_live import csp_complaints
 from tests.plugins.live import LiveSite, screenshot, sign_in
-
-
-def _watch_csp(page: Any) -> list[str]:
-    violations: list[str] = []
-
-    def console(message: Any) -> None:
-        if "Content Security Policy" in message.text or message.text.startswith("Refused to"):
-            violations.append(message.text[:300])
-
-    page.on("console", console)
-    return violations
 
 
 def _styled(page: Any) -> bool:
@@ -30,7 +20,7 @@ def _styled(page: Any) -> bool:
 def test_error_and_account_pages_in_a_browser(live_site: LiveSite, new_context: Any) -> None:
     context = new_context(viewport={"width": 1280, "height": 800})
     visitor = context.new_page()
-    violations = _watch_csp(visitor)
+    violations = csp_complaints(visitor)
 
     answer = visitor.goto(f"{live_site.url}/s/{'x' * 43}/")  # a share link that is gone
     assert answer is not None and answer.status == 404
@@ -44,7 +34,7 @@ def test_error_and_account_pages_in_a_browser(live_site: LiveSite, new_context: 
     assert icon.headers["content-type"] in ("image/x-icon", "image/vnd.microsoft.icon")
 
     member = new_context(viewport={"width": 1280, "height": 800}).new_page()
-    violations += _watch_csp(member)
+    violations += csp_complaints(member)
     sign_in(member, live_site)
     member.click("summary[aria-label=Account]")
     member.get_by_role("link", name="Account", exact=True).click()

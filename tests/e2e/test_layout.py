@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_workspace import wait_until
-from tests.plugins.live import LiveSite, screenshot, sign_in
+from tests.plugins.live import LiveSite, screenshot, sign_in, signed_in_page
 
 PHONE, LAPTOP = 375, 1280
 
@@ -145,12 +145,6 @@ def pages(seeded: dict[str, str]) -> dict[str, str]:
     return found
 
 
-def browser_page(new_context: Any, live_site: LiveSite, width: int) -> Any:
-    page = new_context(viewport={"width": width, "height": 900}).new_page()
-    sign_in(page, live_site)
-    return page
-
-
 def assert_fits(page: Any, width: int, name: str) -> None:
     scroll = page.evaluate("document.documentElement.scrollWidth")
     assert scroll <= width, (name, scroll, page.evaluate(WIDE, width))
@@ -160,7 +154,7 @@ def assert_fits(page: Any, width: int, name: str) -> None:
 def test_no_page_scrolls_sideways(
     live_site: LiveSite, seeded: dict[str, str], new_context: Any, width: int
 ) -> None:
-    page = browser_page(new_context, live_site, width)
+    page = signed_in_page(new_context, live_site, width)
     for name, path in pages(seeded).items():
         response = page.goto(live_site.url + path)
         assert response.status == 200, (name, response.status)
@@ -170,7 +164,7 @@ def test_no_page_scrolls_sideways(
 def test_phone_header_shows_every_section(
     live_site: LiveSite, seeded: dict[str, str], new_context: Any
 ) -> None:
-    page = browser_page(new_context, live_site, PHONE)
+    page = signed_in_page(new_context, live_site, PHONE)
     # Demo's short name left the nav a 27 px strip beside the menus; a long name pushed the
     # account menu onto a line of its own. Both teams' headers must look alike.
     teams = [seeded["team"]] + ([seeded["demo"]] if seeded["demo"] else [])
@@ -207,7 +201,7 @@ def test_phone_header_shows_every_section(
 def test_phone_run_list_keeps_titles_readable(
     live_site: LiveSite, seeded: dict[str, str], new_context: Any
 ) -> None:
-    page = browser_page(new_context, live_site, PHONE)
+    page = signed_in_page(new_context, live_site, PHONE)
     page.goto(f"{live_site.url}/t/{seeded['team']}/")
     # The failed run has no thumbnail line; its title wrapped one letter per line.
     title = page.evaluate(BOX, f"#run-{seeded['failed']} .run-link")
@@ -219,7 +213,7 @@ def test_phone_run_list_keeps_titles_readable(
 def test_phone_compare_gives_the_runs_the_room(
     live_site: LiveSite, seeded: dict[str, str], new_context: Any
 ) -> None:
-    page = browser_page(new_context, live_site, PHONE)
+    page = signed_in_page(new_context, live_site, PHONE)
     page.goto(live_site.url + pages(seeded)["compare"])
     table = page.evaluate(BOX, "table.compare")
     label = page.evaluate(BOX, "table.compare .compare__name")
@@ -232,7 +226,7 @@ def test_batch_counts_partly_succeeded_and_badges_stay_in_their_tiles(
     live_site: LiveSite, seeded: dict[str, str], new_context: Any
 ) -> None:
     for width in (PHONE, LAPTOP):
-        page = browser_page(new_context, live_site, width)
+        page = signed_in_page(new_context, live_site, width)
         page.goto(live_site.url + pages(seeded)["batch"])
         counts = {
             name: page.inner_text(f"[data-count='{name}']")

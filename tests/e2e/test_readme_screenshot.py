@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.plugins.live import ROOT, LiveSite, screenshot, sign_in
+from tests.e2e.test_workspace import wait_until
+from tests.plugins.live import ROOT, LiveSite, screenshot, signed_in_page
 
 DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 MAX_BYTES = 300 * 1024
@@ -67,22 +67,12 @@ ALL_DONE = """(() => {
 })()"""
 
 
-def wait_until(page: Any, script: str, seconds: float) -> None:
-    """Poll a JavaScript expression from outside (the CSP refuses wait_for_function's eval)."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(script):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {script}")
-        page.wait_for_timeout(250)
-
-
 def test_readme_screenshot_of_the_run_history(live_site: LiveSite, new_context: Any) -> None:
     launched = json.loads(live_site.shell(LAUNCH).strip().splitlines()[-1])
-    page = new_context(viewport={"width": 1280, "height": 720}).new_page()
-    sign_in(page, live_site)
+    page = signed_in_page(new_context, live_site, 1280, 720)
     page.goto(f"{live_site.url}/t/{launched['team']}/")
     # The page refreshes itself as the runs finish and their outputs are copied.
-    wait_until(page, ALL_DONE % len(launched["runs"]), FINISH_SECONDS)
+    wait_until(page, ALL_DONE % len(launched["runs"]), timeout=FINISH_SECONDS)
     assert page.locator("#history-rows img.thumb").count() >= 6  # 1 + 1 + 3 + 1 images
     page.mouse.move(0, 0)  # no hover highlight in the picture
     page.wait_for_timeout(1500)  # the "updated" flash of the last rows has faded

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.live import ARTIFACTS, LiveSite, sign_in
+from tests.plugins.live import ARTIFACTS, LiveSite, signed_in_page
 
 SEED = r"""
 import json
@@ -66,23 +66,31 @@ def team(live_site: LiveSite) -> Iterator[str]:
     yield json.loads(live_site.shell(SEED).strip().splitlines()[-1])["team"]
 
 
-@pytest.mark.parametrize("width", [375, 1280, 1920])
-def test_spend_per_day_labels_stay_readable_at_any_width(
-    live_site: LiveSite, team: str, new_context: Any, width: int
-) -> None:
-    page = new_context(viewport={"width": width, "height": 900}).new_page()
-    sign_in(page, live_site)
+@pytest.fixture(params=[375, 1280, 1920], ids=lambda width: f"{width}px")
+def usage(live_site: LiveSite, team: str, new_context: Any, request: Any) -> tuple[Any, int]:
+    """The team's Usage page for the last 30 days at that screen width, and the width."""
+    width = int(request.param)
+    page = signed_in_page(new_context, live_site, width)
     page.goto(f"{live_site.url}/t/{team}/usage/?period=30d")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return page, width
+
+
+def assert_readable(labels: list[dict[str, Any]], *context: object) -> None:
+    for label in labels:
+        # The box on screen, not the CSS font size: a scaled SVG draws its 12 px text larger
+        # or smaller. 12 px text has a box about 14.4 px high; 13-17 is text of 11-14 px.
+        assert 13 <= label["height"] <= 17, (*context, label)
+
+
+def test_spend_per_day_labels_stay_readable_at_any_width(usage: tuple[Any, int]) -> None:
+    page, width = usage
     page.locator(CARD).screenshot(path=str(ARTIFACTS / f"usage-chart-{width}.png"))
     labels = page.evaluate(LABELS, CARD)
     axis = [label for label in labels if label["text"].startswith("$")]
     days = [label for label in labels if not label["text"].startswith("$")]
     assert len(axis) >= 3 and len(days) >= 3, labels
-    for label in labels:
-        # The box on screen, not the CSS font size: a scaled SVG draws its 12 px text larger
-        # or smaller. 12 px text has a box about 14.4 px high; 13-17 is text of 11-14 px.
-        assert 13 <= label["height"] <= 17, label
+    assert_readable(labels, width)
     # Day labels side by side never overlap.
     ordered = sorted(days, key=lambda label: label["left"])
     for before, after in itertools.pairwise(ordered):
@@ -105,22 +113,14 @@ def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     )
 
 
-@pytest.mark.parametrize("width", [375, 1280, 1920])
-def test_row_charts_keep_their_labels_readable_at_any_width(
-    live_site: LiveSite, team: str, new_context: Any, width: int
-) -> None:
+def test_row_charts_keep_their_labels_readable_at_any_width(usage: tuple[Any, int]) -> None:
     """Spend per model and per member, and How long runs take."""
-    page = new_context(viewport={"width": width, "height": 900}).new_page()
-    sign_in(page, live_site)
-    page.goto(f"{live_site.url}/t/{team}/usage/?period=30d")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, width = usage
     for name, card in ROW_CARDS.items():
         page.locator(card).screenshot(path=str(ARTIFACTS / f"usage-{name}-{width}.png"))
         labels = page.evaluate(LABELS, card)
         assert len(labels) >= 2 * (4 if name != "member" else 1), (name, labels)
-        for label in labels:
-            # 12 px text has a box about 14.4 px high; 13-17 is text of 11-14 px.
-            assert 13 <= label["height"] <= 17, (name, width, label)
+        assert_readable(labels, name, width)
         for a, b in itertools.combinations(labels, 2):
             assert not _overlap(a, b), (name, width, a, b)
         # Every label is inside its card, so nothing is cut off or needs scrolling.

@@ -340,8 +340,7 @@ def start_stack(
     """Sandbox, database, Demo team, web and workers; the caller calls ``stop()``."""
     web_ports = [free_port() for _ in range(webs)]
     sandbox_url = f"http://127.0.0.1:{free_port()}"
-    env = child_env()
-    env.update(
+    env = child_env(
         RUNFLOW_VAR_DIR=str(var_dir),
         SITE_URL=f"http://127.0.0.1:{web_ports[0]}",
         SANDBOX_URL=sandbox_url,

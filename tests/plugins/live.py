@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.processes import free_port
+from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -86,14 +87,13 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, second
 def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     var_dir = tmp_path_factory.mktemp("live-var")
     port, sandbox_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTEST_CURRENT_TEST"}}
-    env.update(
+    env = child_env(
         RUNFLOW_VAR_DIR=str(var_dir),
         SITE_URL=f"http://127.0.0.1:{port}",
         SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}",
         PYTHONUNBUFFERED="1",
+        **_sandbox_speed_env(),
     )
-    env.update(_sandbox_speed_env())
     log_path = var_dir / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -194,6 +194,13 @@ def sign_in(
     page.fill("#id_password", password or "")  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
     page.wait_for_url(lambda url: "/accounts/login/" not in url)  # type: ignore[attr-defined]
+
+
+def signed_in_page(new_context: Any, site: LiveSite, width: int, height: int = 900) -> Any:
+    """A page of a fresh context with that viewport, signed in as the Demo admin."""
+    page = new_context(viewport={"width": width, "height": height}).new_page()
+    sign_in(page, site)
+    return page
 
 
 def screenshot(page: object, name: str) -> Path:

@@ -4,6 +4,8 @@ Fixtures:
 - ``sandbox`` (session): a running sandbox with fast timings; yields a ``Sandbox`` helper with
   ``.url``, ``.new_key()``, ``.api(key)``, ``.set_faults(**)``, ``.reset_faults()``,
   ``.ledger(key=None)``, ``.wait_for(key, run_id)``.
+- ``on_sandbox`` (function): the same sandbox, set in the site's settings as its sandbox
+  (``SANDBOX_ENABLED``, ``SANDBOX_URL``) for the test.
 - ``sandbox_faults`` (function): the same sandbox, with every fault switch cleared after
   the test, for tests that turn faults on.
 - ``callback_receiver`` (function): a tiny local HTTP server that records each callback's
@@ -162,6 +164,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield instance
     finally:
         stop_sandbox(instance)
+
+
+@pytest.fixture
+def on_sandbox(sandbox: Sandbox, settings: Any) -> Sandbox:
+    """The same sandbox, set as the site's own (SANDBOX_ENABLED, SANDBOX_URL) for the test."""
+    settings.SANDBOX_ENABLED = True
+    settings.SANDBOX_URL = sandbox.url
+    return sandbox
 
 
 @pytest.fixture
